@@ -1,0 +1,292 @@
+"""The command line: parse options, call one library function, render, map errors to exit codes.
+
+This is the only module that talks to a terminal. Heavy libraries (scikit-learn, Optuna,
+pandas) are imported inside the commands so that ``hptune --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Iterator, Optional
+
+import typer
+
+from hptune import __version__
+from hptune.errors import HptuneError, RunFailedError, SpecError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from hptune.runner import Progress, RunResult
+
+#: Exit codes, named (as sqlfluff does): 1 means "ran, but the result failed".
+EXIT_OK = 0
+EXIT_FAIL = 1
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    name="hptune",
+    help="Tune a scikit-learn-compatible model from one YAML experiment file.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+AllowModule = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--allow-module",
+        help="Also allow estimators from this top-level module (repeatable). "
+        "By default only sklearn, xgboost, lightgbm and catboost.",
+    ),
+]
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"hptune {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version and exit.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks and library logs.")] = False,
+) -> None:
+    if debug:
+        os.environ["HPTUNE_DEBUG"] = "1"
+
+
+def _debug() -> bool:
+    return os.environ.get("HPTUNE_DEBUG", "") not in ("", "0")
+
+
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    # rich colours only when writing to a terminal; NO_COLOR is honoured by rich itself.
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn hptune's errors into one line each on stderr and the right exit code."""
+    err = _console(stderr=True)
+    try:
+        yield
+    except SpecError as exc:
+        for issue in exc.issues:
+            err.print(f"[red]{_escape(str(issue))}[/red]")
+        noun = "problem" if len(exc.issues) == 1 else "problems"
+        err.print(f"{len(exc.issues)} {noun} found; nothing was trained.")
+        raise typer.Exit(EXIT_ERROR) from None
+    except RunFailedError as exc:
+        err.print(f"[red]error:[/red] {_escape(str(exc))}")
+        raise typer.Exit(EXIT_FAIL) from None
+    except HptuneError as exc:
+        err.print(f"[red]error:[/red] {_escape(str(exc))}")
+        raise typer.Exit(EXIT_ERROR) from None
+    except KeyboardInterrupt:
+        err.print("interrupted; completed trials are kept in the study. Run the same command again to resume.")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _quiet_libraries() -> None:
+    """Optuna logs every trial at INFO and every failure with a traceback; we show our own."""
+    if _debug():
+        return
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    logging.captureWarnings(False)
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Experiment files to check.", show_default=False)],
+    allow_module: AllowModule = None,
+) -> None:
+    """Check experiment files without training anything; report every problem at once."""
+    from hptune.validate import load_experiment
+
+    out = _console()
+    all_issues = []
+    for path in files:
+        try:
+            exp = load_experiment(path, tuple(allow_module or ()))
+        except SpecError as exc:
+            all_issues.extend(exc.issues)
+            continue
+        out.print(
+            f"{path}: ok ({exp.task}, {exp.estimator_path}, {len(exp.spec.search_space)} parameters, "
+            f"{exp.spec.strategy.kind} x {exp.n_trials} trials)"
+        )
+    if all_issues:
+        with _user_errors():
+            raise SpecError(all_issues)
+
+
+def _parse_timeout(value: Optional[str]) -> Optional[float]:
+    if value is None:
+        return None
+    from hptune.spec import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@app.command()
+def run(
+    file: Annotated[Path, typer.Argument(help="The experiment YAML file.", show_default=False)],
+    n_trials: Annotated[Optional[int], typer.Option("--n-trials", min=1, help="Total trials for the study.")] = None,
+    timeout: Annotated[
+        Optional[str], typer.Option("--timeout", help="Wall-clock budget: seconds, or 30s / 10m / 2h.")
+    ] = None,
+    n_jobs: Annotated[Optional[int], typer.Option("--n-jobs", help="Parallel trials (-1: all cores).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Overrides the file's seed.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default runs/<name>).")] = None,
+    allow_module: AllowModule = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary.")] = False,
+) -> None:
+    """Validate, then tune the experiment and write trials.csv, best.yaml, model.joblib, run.json."""
+    timeout_seconds = _parse_timeout(timeout)
+    if n_jobs is not None and (n_jobs == 0 or n_jobs < -1):
+        raise typer.BadParameter("must be -1 (all cores) or >= 1", param_hint="--n-jobs")
+    from hptune.validate import Overrides, load_experiment
+
+    with _user_errors():
+        overrides = Overrides(n_trials, timeout_seconds, n_jobs, seed, str(out) if out else None)
+        exp = load_experiment(file, tuple(allow_module or ()), overrides)
+        _quiet_libraries()
+        from hptune.runner import run_experiment
+
+        err = _console(stderr=True)
+        with _ProgressView(err, exp.metric, enabled=not quiet) as view:
+            result = run_experiment(exp, on_progress=view.update)
+        _render_summary(_console(), result)
+
+
+class _ProgressView:
+    """A rich progress bar on a terminal; a line every tenth of the budget elsewhere (CI logs)."""
+
+    def __init__(self, console: Console, metric: str, enabled: bool) -> None:
+        self.console, self.metric, self.enabled = console, metric, enabled
+        self.progress = None
+        self.task = None
+        self.last_logged = -1
+
+    def __enter__(self) -> _ProgressView:
+        if self.enabled and self.console.is_terminal:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.progress = Progress(
+                TextColumn("trials"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                TextColumn("best {task.fields[best]}"),
+                console=self.console,
+                transient=False,
+            )
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def update(self, event: Progress) -> None:
+        if not self.enabled:
+            return
+        best = "-" if event.best_score is None else f"{self.metric} {event.best_score:.4f}"
+        if event.last_state is None and event.resumed_from:
+            self.console.print(f"resuming: {event.resumed_from} of {event.total} trials done")
+        if self.progress is not None:
+            if self.task is None:
+                self.task = self.progress.add_task("trials", total=event.total, completed=event.done, best=best)
+            self.progress.update(self.task, completed=event.done, best=best)
+            return
+        step = max(1, event.total // 10)
+        if event.last_state is not None and (event.done % step == 0 or event.done == event.total):
+            self.console.print(f"trial {event.done}/{event.total} done, best {best}")
+
+
+def _render_summary(console: Console, result: RunResult) -> None:
+    from rich.table import Table
+
+    metric = result.metric
+    table = result.table
+    complete = table[table["state"] == "COMPLETE"].sort_values(f"rank_test_{metric}").head(5)
+    params = [c for c in table.columns if c.startswith("param_")]
+    top = Table(title=f"top trials by {metric}", title_justify="left")
+    for header in ("rank", "trial", f"cv {metric}", "train", *[p.removeprefix("param_") for p in params]):
+        top.add_column(header)
+    has_train = f"mean_train_{metric}" in table.columns
+    for _, row in complete.iterrows():
+        top.add_row(
+            str(row[f"rank_test_{metric}"]),
+            str(row["number"]),
+            f"{row[f'mean_test_{metric}']:.4f} ± {row[f'std_test_{metric}']:.4f}",
+            f"{row[f'mean_train_{metric}']:.4f}" if has_train else "-",
+            *[_fmt(row[p]) for p in params],
+        )
+    console.print(top)
+    counts = result.counts
+    console.print(
+        f"trials: {counts['complete']} complete, {counts['fail']} failed, {counts['pruned']} pruned"
+        + (f" (resumed after {result.resumed_from})" if result.resumed_from else "")
+    )
+    for message, count, _ in result.failures[:3]:
+        console.print(f"  failed {count}x: {_escape(message)}")
+    console.print(f"best trial {result.best_trial}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in result.best_params.items()))
+    console.print(f"cv {metric}: {result.cv_score:.4f} ± {result.cv_std:.4f}")
+    if result.train_score is not None:
+        console.print(f"train {metric}: {result.train_score:.4f}")
+    if result.test_score is not None:
+        console.print(f"test {metric}: {result.test_score:.4f}")
+    for name, path in result.files.items():
+        console.print(f"{name}: {path}")
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return "-" if value != value else f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except Exception:
+        # Anything that is not an HptuneError is a bug: keep its traceback.
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

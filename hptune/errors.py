@@ -1,0 +1,48 @@
+"""The one exception tree of hptune.
+
+Everything hptune raises on purpose derives from :class:`HptuneError`; the CLI maps each
+branch to an exit code. Any other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class HptuneError(Exception):
+    """Base class of every error hptune raises deliberately."""
+
+
+@dataclass(frozen=True, order=True)
+class SpecIssue:
+    """One problem found in an experiment file, located as precisely as we can."""
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class SpecError(HptuneError):
+    """Raised when an experiment file is invalid; carries every issue found, sorted by line."""
+
+    def __init__(self, issues: list[SpecIssue]) -> None:
+        self.issues = sorted(set(issues))
+        super().__init__("\n".join(str(issue) for issue in self.issues))
+
+
+class DataError(HptuneError):
+    """Raised when the data named by an experiment cannot be loaded or used."""
+
+
+class RunFailedError(HptuneError):
+    """Raised when a run finished but produced no usable result (e.g. every trial failed)."""
+
+
+class StudyMismatchError(HptuneError):
+    """Raised when an output folder holds a study of a different experiment."""

@@ -1,0 +1,140 @@
+"""Score one set of parameters by cross-validation, fold by fold.
+
+Folds run one at a time inside the Optuna objective (not through ``cross_validate``) so a
+pruner can stop a poor trial after any fold, and each fold's scores are kept for the table.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from hptune.estimators import pipeline_params
+from hptune.space import Space, suggest
+
+#: Trial attribute keys (read back by ``hptune.results``).
+ATTR_CV = "cv"
+ATTR_ERROR = "error"
+ATTR_TRACEBACK = "traceback"
+ATTR_WARNINGS = "warnings"
+
+
+class TrialScoreError(ValueError):
+    """A trial produced a score that cannot be ranked (NaN or infinite)."""
+
+
+@dataclass
+class CVContext:
+    """What every trial shares: the template pipeline, the training data and the folds."""
+
+    pipeline: Any
+    X: Any
+    y: Any
+    folds: list[tuple[Any, Any]]
+    metrics: list[str]  # the main metric first, then the extra ones
+    train_scores: bool
+    _scorer: Any = field(default=None, repr=False)
+
+    @property
+    def scorer(self) -> Any:
+        if self._scorer is None:
+            from sklearn.metrics import check_scoring
+
+            # One multi-metric scorer computes each prediction once for all metrics.
+            self._scorer = check_scoring(self.pipeline, scoring=list(self.metrics))
+        return self._scorer
+
+
+@dataclass
+class CVResult:
+    test: dict[str, list[float]]
+    train: dict[str, list[float]]
+    fit_time: list[float]
+    score_time: list[float]
+
+    def mean_test(self, metric: str) -> float:
+        values = self.test[metric]
+        return sum(values) / len(values)
+
+    def to_attr(self) -> dict[str, Any]:
+        return {"test": self.test, "train": self.train, "fit_time": self.fit_time, "score_time": self.score_time}
+
+
+def fit_pipeline(ctx: CVContext, params: dict[str, Any], X: Any, y: Any) -> Any:
+    """A fresh copy of the template pipeline with ``params`` set, fitted on ``X, y``."""
+    from sklearn.base import clone
+
+    estimator = clone(ctx.pipeline)
+    estimator.set_params(**pipeline_params(params))
+    return estimator.fit(X, y)
+
+
+def cross_validate_folds(
+    ctx: CVContext, params: dict[str, Any], after_fold: Callable[[int, CVResult], None] | None = None
+) -> CVResult:
+    """Fit and score ``params`` on every fold, calling ``after_fold`` after each one."""
+    result = CVResult({m: [] for m in ctx.metrics}, {m: [] for m in ctx.metrics}, [], [])
+    for index, (train, test) in enumerate(ctx.folds):
+        X_train, y_train = ctx.X.iloc[train], ctx.y.iloc[train]
+        started = time.perf_counter()
+        estimator = fit_pipeline(ctx, params, X_train, y_train)
+        result.fit_time.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        for metric, value in ctx.scorer(estimator, ctx.X.iloc[test], ctx.y.iloc[test]).items():
+            result.test[metric].append(float(value))
+        result.score_time.append(time.perf_counter() - started)
+        if ctx.train_scores:
+            for metric, value in ctx.scorer(estimator, X_train, y_train).items():
+                result.train[metric].append(float(value))
+        if after_fold is not None:
+            after_fold(index, result)
+    return result
+
+
+class Objective:
+    """The Optuna objective: suggest parameters, cross-validate, record, return the mean score."""
+
+    def __init__(self, ctx: CVContext, space: Space, grid: bool) -> None:
+        self.ctx = ctx
+        self.space = space
+        self.grid = grid
+
+    def __call__(self, trial: Any) -> float:
+        params = suggest(trial, self.space, grid=self.grid)
+        main = self.ctx.metrics[0]
+
+        def report(index: int, partial: CVResult) -> None:
+            # Intermediate values make fold-level pruning a matter of choosing a pruner.
+            trial.report(partial.mean_test(main), index)
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                result = cross_validate_folds(self.ctx, params, report)
+                score = result.mean_test(main)
+                if not math.isfinite(score):
+                    raise TrialScoreError(f"{main} is {score} (not a finite number)")
+            except Exception as exc:
+                message = " ".join(str(exc).split()) or type(exc).__name__
+                trial.set_user_attr(ATTR_ERROR, f"{type(exc).__name__}: {message}")
+                trial.set_user_attr(ATTR_TRACEBACK, traceback.format_exc())
+                raise
+            finally:
+                _record_warnings(trial, caught)
+        trial.set_user_attr(ATTR_CV, result.to_attr())
+        return score
+
+
+def _record_warnings(trial: Any, caught: list[warnings.WarningMessage]) -> None:
+    if not caught:
+        return
+    distinct: list[str] = []
+    for item in caught:
+        text = f"{item.category.__name__}: {' '.join(str(item.message).split())}"
+        if text not in distinct:
+            distinct.append(text)
+    trial.set_user_attr(ATTR_WARNINGS, distinct[:5])

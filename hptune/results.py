@@ -1,0 +1,187 @@
+"""What a run leaves behind: the trials table, best.yaml, run.json, written atomically.
+
+The table uses scikit-learn's ``cv_results_`` column names. ``best.yaml`` is produced by one
+function with a fixed key order and exact (shortest round-trip) numbers, so the same
+experiment and seed give the same bytes and ``git diff`` shows only real changes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from hptune.objective import ATTR_CV, ATTR_ERROR, ATTR_TRACEBACK
+
+TRIALS_FILE = "trials.csv"
+BEST_FILE = "best.yaml"
+MODEL_FILE = "model.joblib"
+RUN_FILE = "run.json"
+STUDY_FILE = "study.journal"
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` so a reader (or a crash) sees the old file or the new, never half."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def finished(trials: list[Any]) -> list[Any]:
+    """Trials that ran to an end: complete, pruned, or failed because they raised."""
+    from optuna.trial import TrialState
+
+    return [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
+
+
+def best_trial(trials: list[Any]) -> Any | None:
+    """The complete trial with the highest score; the earliest one wins a tie (as GridSearchCV)."""
+    from optuna.trial import TrialState
+
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        return None
+    return max(complete, key=lambda t: (t.value, -t.number))
+
+
+def trials_table(trials: list[Any], param_names: list[str], metrics: list[str], train_scores: bool) -> Any:
+    """One row per trial (queued grid points excluded), with ``cv_results_`` column names."""
+    import numpy as np
+    import pandas as pd
+    from optuna.trial import TrialState
+
+    rows = []
+    for trial in trials:
+        if trial.state == TrialState.WAITING:
+            continue
+        row: dict[str, Any] = {"number": trial.number, "state": trial.state.name}
+        for name in param_names:
+            row[f"param_{name}"] = trial.params.get(name)
+        cv = trial.user_attrs.get(ATTR_CV)
+        for metric in metrics:
+            _score_columns(row, cv, "test", metric)
+            row[f"rank_test_{metric}"] = None
+            if train_scores:
+                _score_columns(row, cv, "train", metric)
+        for timing in ("fit_time", "score_time"):
+            values = cv[timing] if cv else None
+            row[f"mean_{timing}"] = float(np.mean(values)) if values else None
+            row[f"std_{timing}"] = float(np.std(values)) if values else None
+        row["duration"] = (
+            (trial.datetime_complete - trial.datetime_start).total_seconds()
+            if trial.datetime_complete and trial.datetime_start
+            else None
+        )
+        row["error"] = trial.user_attrs.get(ATTR_ERROR)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    complete = table["state"] == TrialState.COMPLETE.name
+    for metric in metrics:
+        column = f"mean_test_{metric}"
+        ranks = table.loc[complete, column].rank(method="min", ascending=False)
+        # Failed and unfinished trials rank last, as failed fits do in cv_results_.
+        table[f"rank_test_{metric}"] = ranks.reindex(table.index).fillna(complete.sum() + 1).astype(int)
+    return table
+
+
+def _score_columns(row: dict[str, Any], cv: dict[str, Any] | None, part: str, metric: str) -> None:
+    import numpy as np
+
+    values = cv[part].get(metric) if cv else None
+    if cv and not values:
+        values = None
+    n_splits = len(cv["fit_time"]) if cv else 0
+    for k in range(n_splits):
+        row[f"split{k}_{part}_{metric}"] = values[k] if values else None
+    row[f"mean_{part}_{metric}"] = float(np.mean(values)) if values else None
+    row[f"std_{part}_{metric}"] = float(np.std(values)) if values else None
+
+
+def write_trials_csv(path: Path, table: Any) -> None:
+    write_atomic(path, table.to_csv(index=False))
+
+
+def best_yaml_text(document: dict[str, Any]) -> str:
+    """``document`` as YAML: keys in the given order, numbers exact, no timestamps."""
+    import yaml
+
+    return yaml.safe_dump(_plain(document), sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def best_document(
+    name: str,
+    estimator: str,
+    preprocessing: str,
+    metric: str,
+    trial_number: int,
+    cv_score: float,
+    cv_std: float,
+    train_score: float | None,
+    test_score: float | None,
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    """The content of best.yaml, in its one fixed key order."""
+    document: dict[str, Any] = {
+        "name": name,
+        "estimator": estimator,
+        "preprocessing": preprocessing,
+        "metric": metric,
+        "cv_score": cv_score,
+        "cv_std": cv_std,
+    }
+    if train_score is not None:
+        document["train_score"] = train_score
+    if test_score is not None:
+        document["test_score"] = test_score
+    document["trial"] = trial_number
+    document["params"] = {key: params[key] for key in sorted(params)}
+    return document
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and tuples to plain Python, so YAML/JSON write them as numbers and lists."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        return value.item()
+    return value
+
+
+def json_text(document: dict[str, Any]) -> str:
+    def default(value: Any) -> Any:
+        return _plain(value) if hasattr(value, "item") else str(value)
+
+    return json.dumps(_plain(document), indent=2, default=default, allow_nan=False) + "\n"
+
+
+def group_failures(trials: list[Any]) -> list[tuple[str, int, str]]:
+    """Failures grouped by message, most common first: (message, count, first traceback)."""
+    from optuna.trial import TrialState
+
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    counts = Counter(t.user_attrs.get(ATTR_ERROR) or "unknown error" for t in failed)
+    first: dict[str, str] = {}
+    for trial in failed:
+        first.setdefault(trial.user_attrs.get(ATTR_ERROR) or "unknown error", trial.user_attrs.get(ATTR_TRACEBACK, ""))
+    return [(message, count, first[message]) for message, count in counts.most_common()]
+
+
+def finite_or_none(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)

@@ -1,0 +1,206 @@
+"""The experiment file's schema: pydantic models, one per section, all with ``extra="forbid"``.
+
+These models check shape (types, ranges, required keys). Checks that need the outside world
+(does the estimator import, does the data have the target column) live in ``hptune.validate``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+DATASETS = ("iris", "wine", "breast_cancer", "digits", "diabetes")
+STRATEGIES = ("grid", "random", "bayesian", "cmaes", "qmc")
+CV_KINDS = ("kfold", "stratified", "group", "timeseries", "shuffle")
+
+Scalar = Union[bool, int, float, str, None]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(value: Any) -> float:
+    """Turn ``90``, ``"90s"``, ``"10m"`` or ``"2h"`` into seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration such as 90, 30s, 10m or 2h, found {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"expected a duration such as 90, 30s, 10m or 2h, found {value!r}")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"must be a positive duration, found {value!r}")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSpec(_Section):
+    dataset: Literal["iris", "wine", "breast_cancer", "digits", "diabetes"] | None = None
+    path: str | None = None
+    target: str | None = None
+    drop: list[str] = []
+    groups: str | None = None
+    test_size: float = Field(0.2, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSpec:
+        if (self.dataset is None) == (self.path is None):
+            raise ValueError("give exactly one of `dataset` (a bundled data set) or `path` (a file)")
+        if self.path is not None and self.target is None:
+            raise ValueError("`target` is required with `path`: name the column to predict")
+        if self.dataset is not None and (self.target or self.drop or self.groups):
+            raise ValueError("`target`, `drop` and `groups` apply to a `path`, not a bundled `dataset`")
+        return self
+
+
+class ModelSpec(_Section):
+    estimator: str = Field(min_length=1)
+    params: dict[str, Any] = {}
+    preprocessing: Literal["auto", "none"] = "auto"
+
+
+def _when_values(value: Any) -> Any:
+    """``when: {kernel: poly}`` is shorthand for ``when: {kernel: [poly]}``."""
+    if isinstance(value, dict):
+        return {k: v if isinstance(v, list) else [v] for k, v in value.items()}
+    return value
+
+
+When = Annotated[dict[str, list[Scalar]] | None, BeforeValidator(_when_values)]
+
+
+class FloatParam(_Section):
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+    grid: list[float] | None = Field(None, min_length=1)
+    when: When = None
+
+    @model_validator(mode="after")
+    def _range(self) -> FloatParam:
+        _check_range(self.low, self.high, self.log, self.step)
+        return self
+
+
+class IntParam(_Section):
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+    step: int | None = Field(None, ge=1)
+    grid: list[int] | None = Field(None, min_length=1)
+    when: When = None
+
+    @model_validator(mode="after")
+    def _range(self) -> IntParam:
+        _check_range(self.low, self.high, self.log, self.step)
+        return self
+
+
+class CategoricalParam(_Section):
+    type: Literal["categorical"]
+    choices: list[Any] = Field(min_length=1)
+    when: When = None
+
+    @field_validator("choices")
+    @classmethod
+    def _distinct(cls, choices: list[Any]) -> list[Any]:
+        seen: list[Any] = []
+        for choice in choices:
+            if choice in seen:
+                raise ValueError(f"choice {choice!r} is listed twice")
+            seen.append(choice)
+        return choices
+
+
+def _check_range(low: float, high: float, log: bool, step: float | None) -> None:
+    if low >= high:
+        raise ValueError(f"low must be below high, found low={low!r}, high={high!r}")
+    if log and low <= 0:
+        raise ValueError(f"a log range needs low > 0, found low={low!r}")
+    if log and step is not None:
+        raise ValueError("`step` and `log: true` cannot be combined")
+    if step is not None and step > high - low:
+        raise ValueError(f"step {step!r} is larger than the range {low!r}..{high!r}")
+
+
+def _categorical_shorthand(value: Any) -> Any:
+    """A bare list is shorthand for ``{type: categorical, choices: [...]}``."""
+    if isinstance(value, list):
+        return {"type": "categorical", "choices": value}
+    return value
+
+
+Param = Annotated[
+    Union[FloatParam, IntParam, CategoricalParam],
+    Field(discriminator="type"),
+    BeforeValidator(_categorical_shorthand),
+]
+
+
+class CVSpec(_Section):
+    kind: Literal["kfold", "stratified", "group", "timeseries", "shuffle"] | None = None
+    folds: int = Field(5, ge=2)
+    shuffle: bool = True
+    repeats: int = Field(1, ge=1)
+    test_size: float = Field(0.2, gt=0.0, lt=1.0)
+    train_scores: bool = True
+
+    @model_validator(mode="after")
+    def _repeats(self) -> CVSpec:
+        if self.repeats > 1 and self.kind in ("group", "timeseries", "shuffle"):
+            raise ValueError(f"`repeats` applies to kfold and stratified CV, not {self.kind}")
+        return self
+
+
+class StrategySpec(_Section):
+    kind: Literal["grid", "random", "bayesian", "cmaes", "qmc"] = "bayesian"
+    n_trials: int | None = Field(None, ge=1)
+    timeout: Duration | None = None
+    n_jobs: int = 1
+
+    @field_validator("n_jobs")
+    @classmethod
+    def _n_jobs(cls, value: int) -> int:
+        if value == 0 or value < -1:
+            raise ValueError(f"must be -1 (all cores) or >= 1, found {value}")
+        return value
+
+
+#: Trials when ``n_trials`` is not given (grid search runs the whole grid instead).
+DEFAULT_N_TRIALS = 50
+
+
+class OutputSpec(_Section):
+    dir: str | None = None
+
+
+class Experiment(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
+    seed: int = Field(0, ge=0, lt=2**32)
+    data: DataSpec
+    task: Literal["classification", "regression"] | None = None
+    model: ModelSpec
+    search_space: dict[str, Param] = Field(min_length=1)
+    metric: str | None = None
+    extra_metrics: list[str] = []
+    cv: CVSpec = CVSpec()
+    strategy: StrategySpec = StrategySpec()
+    output: OutputSpec = OutputSpec()
+
+
+#: Everything a user can misspell, for "did you mean" hints: section -> allowed keys.
+def allowed_keys(model: type[BaseModel]) -> list[str]:
+    return list(model.model_fields)

@@ -1,0 +1,452 @@
+"""Turn an experiment file into a checked, ready-to-run experiment, or every reason it is not.
+
+Checks run in two layers and all problems are collected before anything is raised:
+shape (pydantic, section by section so one bad section does not hide the others' problems)
+and meaning (the estimator imports and accepts every parameter, the metric suits the task,
+the data has the columns, the grid is finite). Each problem becomes a :class:`SpecIssue`
+located at the line and column of the key it is about.
+"""
+
+from __future__ import annotations
+
+import copy
+import types
+import typing
+from dataclasses import dataclass, field
+from difflib import get_close_matches
+from pathlib import Path
+from typing import Any, Union
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from hptune import space as space_mod
+from hptune.data import BUNDLED_TASKS, DataFieldError, Dataset, infer_task, load_dataset
+from hptune.errors import DataError, SpecError, SpecIssue
+from hptune.estimators import EstimatorLookupError, default_params, import_estimator, resolve_name
+from hptune.metrics import DEFAULT_METRIC, check_metric
+from hptune.spec import DEFAULT_N_TRIALS, CategoricalParam, Experiment
+from hptune.yamlio import LoadedYaml, Path_, load_yaml
+
+
+@dataclass
+class Overrides:
+    """Command-line settings that take precedence over the file (already type-checked)."""
+
+    n_trials: int | None = None
+    timeout: float | None = None
+    n_jobs: int | None = None
+    seed: int | None = None
+    out: str | None = None
+
+
+@dataclass
+class ValidatedExperiment:
+    """An experiment that passed every check, with everything resolved that a run needs."""
+
+    path: Path
+    spec: Experiment
+    task: str
+    metric: str
+    estimator_path: str
+    estimator_class: type
+    fixed_params: dict[str, Any]
+    data: Dataset
+    n_trials: int
+    grid: list[dict[str, Any]] | None = None
+    allow_modules: tuple[str, ...] = field(default=())
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.spec.output.dir or f"runs/{self.spec.name}")
+
+
+def load_experiment(
+    path: Path, allow_modules: tuple[str, ...] = (), overrides: Overrides | None = None
+) -> ValidatedExperiment:
+    """Read, check and resolve the experiment at ``path``; raise SpecError with every issue."""
+    loaded = load_yaml(path)
+    checker = _Checker(loaded, path.parent, allow_modules)
+    result = checker.run(overrides or Overrides())
+    if checker.issues or result is None:
+        raise SpecError(checker.issues)
+    return result
+
+
+class _Checker:
+    def __init__(self, loaded: LoadedYaml, base_dir: Path, allow_modules: tuple[str, ...]) -> None:
+        self.loaded = loaded
+        self.base_dir = base_dir
+        self.allow_modules = allow_modules
+        self.issues: list[SpecIssue] = []
+        #: Search-space entries dropped for shape errors; conditions on them are not re-reported.
+        self.pruned_params: set[str] = set()
+
+    def add(self, path: Path_, message: str) -> None:
+        self.issues.append(self.loaded.issue(path, message))
+
+    # -- shape -------------------------------------------------------------------------
+    def sections(self) -> tuple[Experiment | None, dict[str, Any]]:
+        """Validate the whole file; on failure, keep what is valid to check the rest.
+
+        Each key with a shape error is removed (a search-space entry as a whole) and the
+        sections are validated again one by one, so one typo does not hide other problems.
+        """
+        try:
+            spec = Experiment.model_validate(self.loaded.data)
+            return spec, {name: getattr(spec, name) for name in Experiment.model_fields}
+        except ValidationError as exc:
+            errors = exc.errors()
+        raw = copy.deepcopy(self.loaded.data)
+        for error in errors:
+            self.issues.append(_translate(error, self.loaded))
+            self._prune(raw, _raw_path(tuple(error["loc"]), self.loaded.data, keep_last=False))
+        parsed: dict[str, Any] = {}
+        for name, info in Experiment.model_fields.items():
+            try:
+                if name in raw:
+                    parsed[name] = TypeAdapter(info.annotation).validate_python(raw[name])
+                elif not info.is_required():
+                    parsed[name] = info.get_default(call_default_factory=True)
+            except ValidationError:
+                pass  # already reported by the whole-file pass
+        return None, parsed
+
+    def _prune(self, raw: Any, path: Path_) -> None:
+        if len(path) >= 2 and path[0] == "search_space" and isinstance(raw.get("search_space"), dict):
+            raw["search_space"].pop(path[1], None)
+            self.pruned_params.add(str(path[1]))
+            return
+        parent = raw
+        for part in path[:-1]:
+            parent = parent[part] if isinstance(parent, (dict, list)) else None
+        if path and isinstance(parent, dict):
+            parent.pop(path[-1], None)
+
+    # -- meaning -----------------------------------------------------------------------
+    def run(self, overrides: Overrides) -> ValidatedExperiment | None:
+        spec, sec = self.sections()
+        if spec is not None:
+            spec = _apply(spec, overrides)
+            sec = {name: getattr(spec, name) for name in Experiment.model_fields}
+        seed = overrides.seed if overrides.seed is not None else sec.get("seed", 0)
+
+        data = self.check_data(sec.get("data"))
+        task = self.check_task(sec.get("task"), sec.get("data"), data)
+        estimator = self.check_estimator(sec.get("model"), task)
+        search_space = sec.get("search_space")
+        fixed: dict[str, Any] = {}
+        if estimator is not None:
+            fixed = self.check_params(estimator, sec.get("model"), search_space, seed)
+        if search_space is not None:
+            self.check_conditions(search_space)
+        metric = self.check_metrics(sec.get("metric"), sec.get("extra_metrics"), task)
+        self.check_cv(sec.get("cv"), sec.get("data"), task, data)
+        grid = None
+        if sec.get("strategy") is not None and search_space is not None:
+            grid = self.check_strategy(sec["strategy"], search_space)
+        if spec is None or self.issues or data is None or estimator is None or task is None:
+            return None
+        estimator_path, estimator_class = estimator
+        n_trials = spec.strategy.n_trials or (len(grid) if grid is not None else DEFAULT_N_TRIALS)
+        if grid is not None:
+            n_trials = min(n_trials, len(grid))  # a grid is finished once every point ran
+        return ValidatedExperiment(
+            path=Path(self.loaded.file),
+            spec=spec,
+            task=task,
+            metric=metric or DEFAULT_METRIC[task],
+            estimator_path=estimator_path,
+            estimator_class=estimator_class,
+            fixed_params=fixed,
+            data=data,
+            n_trials=n_trials,
+            grid=grid,
+            allow_modules=self.allow_modules,
+        )
+
+    def check_data(self, data_spec: Any) -> Dataset | None:
+        if data_spec is None:
+            return None
+        try:
+            return load_dataset(data_spec, self.base_dir)
+        except DataFieldError as exc:
+            self.add(("data", exc.field), str(exc))
+        except DataError as exc:
+            self.add(("data",), str(exc))
+        return None
+
+    def check_task(self, task: str | None, data_spec: Any, data: Dataset | None) -> str | None:
+        if data is None:
+            if data_spec is not None and data_spec.dataset is not None:
+                return task or BUNDLED_TASKS[data_spec.dataset]
+            return task
+        inferred = infer_task(data.y)
+        if task == "classification" and inferred == "regression":
+            self.add(("task",), "task is classification, but the target holds continuous numbers")
+        target = ("data", "target") if data_spec.path else ("data",)
+        if (task or inferred) == "classification":
+            classes = data.y.nunique()
+            if classes < 2:
+                self.add(target, f"the target has {classes} class; classification needs at least 2")
+        return task or inferred
+
+    def check_estimator(self, model: Any, task: str | None) -> tuple[str, type] | None:
+        if model is None:
+            return None
+        dotted = resolve_name(model.estimator, task)
+        try:
+            return dotted, import_estimator(dotted, self.allow_modules)
+        except EstimatorLookupError as exc:
+            self.add(("model", "estimator"), str(exc))
+            return None
+
+    def check_params(self, estimator: tuple[str, type], model: Any, search_space: Any, seed: int) -> dict[str, Any]:
+        dotted, cls = estimator
+        try:
+            accepted = default_params(cls)
+        except EstimatorLookupError as exc:
+            self.add(("model", "estimator"), str(exc))
+            return {}
+        short = dotted.rsplit(".", 1)[1]
+
+        def unknown(name: str) -> str:
+            close = get_close_matches(name, accepted, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            return f"{short} has no parameter {name!r}{hint}"
+
+        for name in model.params:
+            if name not in accepted:
+                self.add(("model", "params", name), unknown(name))
+        for name in search_space or {}:
+            if name not in accepted:
+                self.add(("search_space", name), unknown(name))
+            elif name in model.params:
+                self.add(("search_space", name), f"{name!r} is both fixed in model.params and tuned here; keep one")
+        fixed = dict(model.params)
+        # Seed the estimator's own randomness too, or "same seed, same results" would not hold.
+        if "random_state" in accepted and "random_state" not in fixed and "random_state" not in (search_space or {}):
+            fixed["random_state"] = seed
+        return fixed
+
+    def check_conditions(self, search_space: dict[str, Any]) -> None:
+        for name, param in search_space.items():
+            for parent, allowed in (param.when or {}).items():
+                where = ("search_space", name, "when", parent)
+                if parent in self.pruned_params:
+                    continue
+                if parent not in search_space:
+                    close = get_close_matches(parent, list(search_space), n=1)
+                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    self.add(where, f"condition on {parent!r}, which is not in the search space{hint}")
+                    continue
+                parent_param = search_space[parent]
+                if parent == name:
+                    self.add(where, "a parameter cannot be conditional on itself")
+                    continue
+                possible = _possible_values(parent_param)
+                if possible is not None:
+                    bad = [v for v in allowed if v not in possible]
+                    if bad:
+                        self.add(
+                            where,
+                            f"{parent!r} never takes {', '.join(map(repr, bad))}; "
+                            f"its values are {', '.join(map(repr, possible))}",
+                        )
+        try:
+            space_mod.dependency_order(search_space)
+        except ValueError as exc:
+            first = str(exc).split(" -> ")[0]
+            self.add(("search_space", first, "when"), f"`when:` conditions form a cycle: {exc}")
+
+    def check_metrics(self, metric: str | None, extra: list[str] | None, task: str | None) -> str | None:
+        if metric is not None:
+            problem = check_metric(metric, task)
+            if problem:
+                self.add(("metric",), problem)
+        for index, name in enumerate(extra or []):
+            problem = check_metric(name, task)
+            if problem:
+                self.add(("extra_metrics", index), problem)
+            elif name == (metric or DEFAULT_METRIC.get(task or "", "")):
+                self.add(("extra_metrics", index), f"{name!r} is already the main metric")
+        return metric
+
+    def check_cv(self, cv: Any, data_spec: Any, task: str | None, data: Dataset | None) -> None:
+        if cv is None:
+            return
+        has_groups = data_spec is not None and data_spec.groups is not None
+        if cv.kind == "group" and data_spec is not None and not has_groups:
+            self.add(("cv", "kind"), "group CV needs `data.groups`, the column that names each row's group")
+        if cv.kind == "stratified" and task == "regression":
+            self.add(("cv", "kind"), "stratified CV needs class labels; use kfold for regression")
+        if data is None or data_spec is None:
+            return
+        test_share = data_spec.test_size
+        train_rows = int(data.n_rows * (1 - test_share))
+        if train_rows < cv.folds:
+            self.add(("cv", "folds"), f"{cv.folds} folds need at least {cv.folds} training rows, found {train_rows}")
+        if has_groups and cv.kind in (None, "group"):
+            n_groups = data.groups.nunique()
+            if n_groups < cv.folds:
+                self.add(("cv", "folds"), f"{cv.folds} folds need at least {cv.folds} groups, found {n_groups}")
+
+    def check_strategy(self, strategy: Any, search_space: dict[str, Any]) -> list[dict[str, Any]] | None:
+        if strategy.kind != "grid":
+            return None
+        finite = True
+        for name, param in search_space.items():
+            try:
+                space_mod.grid_values(param)
+            except ValueError as exc:
+                self.add(("search_space", name), f"{exc} (strategy.kind is grid)")
+                finite = False
+        if not finite:
+            return None
+        try:
+            return space_mod.grid_points(search_space)
+        except ValueError as exc:
+            self.add(("search_space",), str(exc))
+            return None
+
+
+def _possible_values(param: Any) -> list[Any] | None:
+    if isinstance(param, CategoricalParam):
+        return list(param.choices)
+    return None
+
+
+def _apply(spec: Experiment, o: Overrides) -> Experiment:
+    strategy = spec.strategy.model_copy(
+        update={k: v for k, v in (("n_trials", o.n_trials), ("timeout", o.timeout), ("n_jobs", o.n_jobs)) if v is not None}
+    )
+    update: dict[str, Any] = {"strategy": strategy}
+    if o.seed is not None:
+        update["seed"] = o.seed
+    if o.out is not None:
+        update["output"] = spec.output.model_copy(update={"dir": o.out})
+    return spec.model_copy(update=update)
+
+
+# -- pydantic errors in plain language ---------------------------------------------------
+
+def _translate(error: Any, loaded: LoadedYaml) -> SpecIssue:
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    path = _raw_path(loc, loaded.data, keep_last=kind in ("missing", "extra_forbidden"))
+    found = error.get("input")
+    ctx = error.get("ctx") or {}
+    name = path[-1] if path else ""
+    if kind == "missing":
+        message = f"required key {name!r} is missing"
+    elif kind == "extra_forbidden":
+        allowed = _fields_at(loc[:-1])
+        close = get_close_matches(str(name), allowed, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else (f"; expected one of {', '.join(allowed)}" if allowed else "")
+        message = f"unknown key {name!r}{hint}"
+    elif kind == "literal_error":
+        expected = ctx.get("expected", "")
+        options = [o.strip().strip("'") for o in expected.replace(" or ", ", ").split(",")]
+        close = get_close_matches(str(found), options, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        message = f"expected one of {expected}, found {found!r}{hint}"
+    elif kind == "union_tag_invalid":
+        close = get_close_matches(str(ctx.get("tag")), ["float", "int", "categorical"], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        message = f"unknown type {ctx.get('tag')!r}: expected float, int or categorical{hint}"
+    elif kind == "union_tag_not_found":
+        message = "missing `type`: expected float, int or categorical (or a list of choices)"
+    elif kind == "model_attributes_type" or kind == "dict_type":
+        message = f"expected a mapping, found {_describe(found)}"
+    elif kind == "list_type":
+        message = f"expected a list, found {_describe(found)}"
+    elif kind in ("int_type", "int_parsing", "int_from_float"):
+        message = f"expected an integer, found {_describe(found)}"
+    elif kind in ("float_type", "float_parsing"):
+        message = f"expected a number, found {_describe(found)}"
+    elif kind in ("bool_type", "bool_parsing"):
+        message = f"expected true or false, found {_describe(found)}"
+    elif kind in ("string_type",):
+        message = f"expected text, found {_describe(found)}"
+    elif kind in ("greater_than_equal", "greater_than", "less_than", "less_than_equal"):
+        op = {"greater_than_equal": ">=", "greater_than": ">", "less_than": "<", "less_than_equal": "<="}[kind]
+        bound = next(iter(ctx.values()), "")
+        message = f"must be {op} {bound}, found {found!r}"
+    elif kind in ("too_short", "too_long"):
+        message = f"{error['msg'].lower()}"
+    elif kind == "string_pattern_mismatch":
+        message = f"must be letters, digits, '.', '_' or '-' (it names a folder), found {found!r}"
+    elif kind == "value_error":
+        message = str(ctx.get("error", error["msg"]))
+    else:
+        message = f"{error['msg']}, found {_describe(found)}"
+    return loaded.issue(path, message)
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _raw_path(loc: tuple[Any, ...], data: Any, keep_last: bool) -> Path_:
+    """Keep the parts of pydantic's ``loc`` that exist in the file (dropping union tags)."""
+    path: list[Any] = []
+    node = data
+    for index, part in enumerate(loc):
+        if isinstance(node, dict) and part in node:
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            path.append(part)
+            node = node[part]
+        elif keep_last and index == len(loc) - 1:
+            path.append(part)
+    return tuple(path)
+
+
+def _strip(tp: Any) -> Any:
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (Union, types.UnionType):
+            members = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(members) != 1:
+                return tp
+            tp = members[0]
+        else:
+            return tp
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed at ``loc`` in the schema, for "did you mean" hints."""
+    tp: Any = Experiment
+    for part in loc:
+        tp = _strip(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            if part not in tp.model_fields:
+                return []
+            tp = tp.model_fields[part].annotation
+            continue
+        origin = typing.get_origin(tp)
+        if origin is dict:
+            tp = typing.get_args(tp)[1]
+        elif origin is list:
+            tp = typing.get_args(tp)[0]
+        elif origin in (Union, types.UnionType):
+            matches = [
+                m for m in typing.get_args(tp)
+                if isinstance(m, type) and issubclass(m, BaseModel) and "type" in m.model_fields
+                and part in typing.get_args(m.model_fields["type"].annotation)
+            ]
+            if not matches:
+                return []
+            tp = matches[0]
+        else:
+            return []
+    tp = _strip(tp)
+    return list(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else []

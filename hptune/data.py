@@ -86,11 +86,11 @@ def _read_table(path: Path, shown: str) -> tuple[Any, str]:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise DataFieldError("path", f"data file not found: {path}") from None
+        raise DataFieldError("path", f"data file not found: {shown} (paths are relative to the experiment file)") from None
     except IsADirectoryError:
-        raise DataFieldError("path", f"data path is a directory, expected a file: {path}") from None
+        raise DataFieldError("path", f"{shown} is a directory, expected a .csv or .parquet file") from None
     except OSError as exc:
-        raise DataFieldError("path", f"cannot read {path}: {exc.strerror}") from None
+        raise DataFieldError("path", f"cannot read {shown}: {exc.strerror}") from None
     digest = hashlib.sha256(raw).hexdigest()
     if not raw.strip():
         raise DataFieldError("path", f"{shown} is empty")
@@ -121,12 +121,24 @@ def _load_bundled(name: str) -> Dataset:
     return Dataset(X, y, None, digest.hexdigest(), f"sklearn.datasets.load_{name}")
 
 
-def infer_task(y: Any) -> str:
-    """``classification`` for labels (text, bool, or integers), ``regression`` for real numbers."""
-    from sklearn.utils.multiclass import type_of_target
+#: A numeric target with more distinct values than this is taken as a regression target.
+MAX_CLASSES_INFERRED = 20
 
-    kind = type_of_target(y.to_numpy() if hasattr(y, "to_numpy") else y)
-    return "regression" if kind.startswith("continuous") else "classification"
+
+def infer_task(y: Any) -> str:
+    """``classification`` for text, booleans, or numbers with few distinct values; else ``regression``.
+
+    scikit-learn's ``type_of_target`` calls integral floats (151.0, 75.0, ...) "multiclass",
+    which would make most regression targets read from a file look like classes.
+    """
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    if not is_numeric_dtype(y) or is_bool_dtype(y):
+        return "classification"
+    values = y.dropna()
+    if (values != values.round()).any():
+        return "regression"
+    return "classification" if values.nunique() <= MAX_CLASSES_INFERRED else "regression"
 
 
 @dataclass

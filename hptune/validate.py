@@ -118,7 +118,7 @@ class _Checker:
             return
         parent = raw
         for part in path[:-1]:
-            parent = parent[part] if isinstance(parent, (dict, list)) else None
+            parent = parent.get(part) if isinstance(parent, dict) else None  # may be pruned already
         if path and isinstance(parent, dict):
             parent.pop(path[-1], None)
 
@@ -180,7 +180,9 @@ class _Checker:
             if data_spec is not None and data_spec.dataset is not None:
                 return task or BUNDLED_TASKS[data_spec.dataset]
             return task
-        inferred = infer_task(data.y)
+        inferred = (
+            BUNDLED_TASKS[data_spec.dataset] if data_spec.dataset is not None else infer_task(data.y)
+        )
         if task == "classification" and inferred == "regression":
             self.add(("task",), "task is classification, but the target holds continuous numbers")
         target = ("data", "target") if data_spec.path else ("data",)
@@ -371,8 +373,10 @@ def _translate(error: Any, loaded: LoadedYaml) -> SpecIssue:
         op = {"greater_than_equal": ">=", "greater_than": ">", "less_than": "<", "less_than_equal": "<="}[kind]
         bound = next(iter(ctx.values()), "")
         message = f"must be {op} {bound}, found {found!r}"
-    elif kind in ("too_short", "too_long"):
-        message = f"{error['msg'].lower()}"
+    elif kind == "too_short":
+        message = f"must have at least {ctx.get('min_length', 1)} entry, found none" if not found else f"must have at least {ctx.get('min_length')} entries, found {len(found)}"
+    elif kind == "too_long":
+        message = f"must have at most {ctx.get('max_length')} characters or entries"
     elif kind == "string_pattern_mismatch":
         message = f"must be letters, digits, '.', '_' or '-' (it names a folder), found {found!r}"
     elif kind == "value_error":

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Iterator, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -39,7 +39,7 @@ app = typer.Typer(
 )
 
 AllowModule = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option(
         "--allow-module",
         help="Also allow estimators from this top-level module (repeatable). "
@@ -140,7 +140,7 @@ def validate(
             raise SpecError(all_issues)
 
 
-def _parse_timeout(value: Optional[str]) -> Optional[float]:
+def _parse_timeout(value: str | None) -> float | None:
     if value is None:
         return None
     from hptune.spec import parse_duration
@@ -154,13 +154,13 @@ def _parse_timeout(value: Optional[str]) -> Optional[float]:
 @app.command()
 def run(
     file: Annotated[Path, typer.Argument(help="The experiment YAML file.", show_default=False)],
-    n_trials: Annotated[Optional[int], typer.Option("--n-trials", min=1, help="Total trials for the study.")] = None,
+    n_trials: Annotated[int | None, typer.Option("--n-trials", min=1, help="Total trials for the study.")] = None,
     timeout: Annotated[
-        Optional[str], typer.Option("--timeout", help="Wall-clock budget: seconds, or 30s / 10m / 2h.")
+        str | None, typer.Option("--timeout", help="Wall-clock budget: seconds, or 30s / 10m / 2h.")
     ] = None,
-    n_jobs: Annotated[Optional[int], typer.Option("--n-jobs", help="Parallel trials (-1: all cores).")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Overrides the file's seed.")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default runs/<name>).")] = None,
+    n_jobs: Annotated[int | None, typer.Option("--n-jobs", help="Parallel trials (-1: all cores).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, help="Overrides the file's seed.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default runs/<name>).")] = None,
     allow_module: AllowModule = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary.")] = False,
 ) -> None:

@@ -10,8 +10,9 @@ import math
 import time
 import traceback
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from hptune.estimators import pipeline_params
 from hptune.space import Space, suggest

@@ -13,10 +13,11 @@ import logging
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from hptune import __version__, results
 from hptune.errors import RunFailedError, StudyMismatchError

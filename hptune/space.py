@@ -138,7 +138,7 @@ def grid_points(space: Space) -> list[dict[str, Any]]:
         raise ValueError(f"the grid has more than {MAX_GRID_POINTS} combinations")
     points: list[dict[str, Any]] = []
     for combo in itertools.product(*axes):
-        point = {n: v for n, v in zip(names, combo) if v is not absent}
+        point = {n: v for n, v in zip(names, combo, strict=True) if v is not absent}
         consistent = all(
             (name in point) == is_active(space[name], point) for name in names
         )

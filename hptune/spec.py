@@ -7,7 +7,7 @@ These models check shape (types, ranges, required keys). Checks that need the ou
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
@@ -15,7 +15,7 @@ DATASETS = ("iris", "wine", "breast_cancer", "digits", "diabetes")
 STRATEGIES = ("grid", "random", "bayesian", "cmaes", "qmc")
 CV_KINDS = ("kfold", "stratified", "group", "timeseries", "shuffle")
 
-Scalar = Union[bool, int, float, str, None]
+Scalar = bool | int | float | str | None
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600}
@@ -144,7 +144,7 @@ def _categorical_shorthand(value: Any) -> Any:
 
 
 Param = Annotated[
-    Union[FloatParam, IntParam, CategoricalParam],
+    FloatParam | IntParam | CategoricalParam,
     Field(discriminator="type"),
     BeforeValidator(_categorical_shorthand),
 ]

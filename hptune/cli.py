@@ -241,7 +241,7 @@ def _render_summary(console: Console, result: RunResult) -> None:
 
     metric = result.metric
     table = result.table
-    complete = table[table["state"] == "COMPLETE"].sort_values(f"rank_test_{metric}").head(5)
+    complete = table[table["state"] == "COMPLETE"].sort_values([f"rank_test_{metric}", "number"]).head(5)
     params = [c for c in table.columns if c.startswith("param_")]
     top = Table(title=f"top trials by {metric}", title_justify="left")
     for header in ("rank", "trial", f"cv {metric}", "train", *[p.removeprefix("param_") for p in params]):

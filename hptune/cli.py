@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from hptune import __version__
-from hptune.errors import HptuneError, RunFailedError, SpecError
+from hptune.errors import HptuneError, RunFailedError, RunInterruptedError, SpecError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -91,6 +91,9 @@ def _user_errors() -> Iterator[None]:
     except RunFailedError as exc:
         err.print(f"[red]error:[/red] {_escape(str(exc))}")
         raise typer.Exit(EXIT_FAIL) from None
+    except RunInterruptedError as exc:
+        err.print(_escape(str(exc)))
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except HptuneError as exc:
         err.print(f"[red]error:[/red] {_escape(str(exc))}")
         raise typer.Exit(EXIT_ERROR) from None
@@ -163,6 +166,22 @@ def run(
     out: Annotated[Path | None, typer.Option("--out", help="Output folder (default runs/<name>).")] = None,
     allow_module: AllowModule = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume/--no-resume",
+            help="Continue the study in the output folder (default). --no-resume refuses to touch an existing study.",
+        ),
+    ] = True,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Start over: move the old study and outputs aside (never deleted).")
+    ] = False,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Run the parameters of failed trials again.")
+    ] = False,
+    refit_on_interrupt: Annotated[
+        bool, typer.Option("--refit-on-interrupt", help="After Ctrl-C, still refit the best model before exiting.")
+    ] = False,
 ) -> None:
     """Validate, then tune the experiment and write trials.csv, best.yaml, model.joblib, run.json."""
     timeout_seconds = _parse_timeout(timeout)
@@ -170,16 +189,43 @@ def run(
         raise typer.BadParameter("must be -1 (all cores) or >= 1", param_hint="--n-jobs")
     from hptune.validate import Overrides, load_experiment
 
-    with _user_errors():
+    with _user_errors(), _sigterm_as_interrupt():
         overrides = Overrides(n_trials, timeout_seconds, n_jobs, seed, str(out) if out else None)
         exp = load_experiment(file, tuple(allow_module or ()), overrides)
         _quiet_libraries()
-        from hptune.runner import run_experiment
+        from hptune.runner import RunOptions, run_experiment
 
+        options = RunOptions(resume=resume, fresh=fresh, retry_failed=retry_failed, refit_on_interrupt=refit_on_interrupt)
         err = _console(stderr=True)
-        with _ProgressView(err, exp.metric, enabled=not quiet) as view:
-            result = run_experiment(exp, on_progress=view.update)
+        try:
+            with _ProgressView(err, exp.metric, enabled=not quiet) as view:
+                result = run_experiment(exp, options, on_progress=view.update)
+        except (RunFailedError, RunInterruptedError) as exc:
+            partial = exc.result
+            if partial is not None and getattr(partial, "best_trial", None) is not None:
+                _render_summary(_console(), partial)  # type: ignore[arg-type]
+            raise
         _render_summary(_console(), result)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (a scheduler or `kill`) like Ctrl-C: save what is complete, exit 130."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _ProgressView:
@@ -221,11 +267,15 @@ class _ProgressView:
             self.progress.stop()
 
     def update(self, event: Progress) -> None:
+        if event.last_state is None and (event.resumed_from or event.requeued):
+            # Said even with --quiet: a resumed run must never look like a fresh one.
+            note = f"resuming: {event.resumed_from} of {event.total} trials done"
+            if event.requeued:
+                note += f"; {event.requeued} interrupted trial(s) queued to run again"
+            self.console.print(note)
         if not self.enabled:
             return
         best = "-" if event.best_score is None else f"{self.metric} {event.best_score:.4f}"
-        if event.last_state is None and event.resumed_from:
-            self.console.print(f"resuming: {event.resumed_from} of {event.total} trials done")
         if self.progress is not None:
             if self.task is None:
                 self.task = self.progress.add_task("trials", total=event.total, completed=event.done, best=best)
@@ -259,10 +309,15 @@ def _render_summary(console: Console, result: RunResult) -> None:
     counts = result.counts
     console.print(
         f"trials: {counts['complete']} complete, {counts['fail']} failed, {counts['pruned']} pruned"
+        + (f", {counts['interrupted']} interrupted" if counts["interrupted"] else "")
         + (f" (resumed after {result.resumed_from})" if result.resumed_from else "")
     )
+    if result.moved_aside is not None:
+        console.print(f"the previous study and outputs were moved to {result.moved_aside}")
     for message, count, _ in result.failures[:3]:
         console.print(f"  failed {count}x: {_escape(message)}")
+    if result.best_trial is None or result.cv_score is None or result.cv_std is None:
+        return
     console.print(f"best trial {result.best_trial}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in result.best_params.items()))
     console.print(f"cv {metric}: {result.cv_score:.4f} ± {result.cv_std:.4f}")
     if result.train_score is not None:

@@ -41,8 +41,20 @@ class DataError(HptuneError):
 
 
 class RunFailedError(HptuneError):
-    """Raised when a run finished but produced no usable result (e.g. every trial failed)."""
+    """Raised when a run finished but failed: every trial failed, or too many did.
+
+    ``result`` holds what was written from the trials that did complete, if anything.
+    """
+
+    result: object | None = None
 
 
 class StudyMismatchError(HptuneError):
-    """Raised when an output folder holds a study of a different experiment."""
+    """Raised when an output folder holds a study that must not be continued (a different
+    experiment, or any study when the user asked not to resume)."""
+
+
+class RunInterruptedError(HptuneError):
+    """Raised after a run was stopped by Ctrl-C or SIGTERM and what was complete was saved."""
+
+    result: object | None = None

@@ -7,6 +7,8 @@ pruner can stop a poor trial after any fold, and each fold's scores are kept for
 from __future__ import annotations
 
 import math
+import os
+import socket
 import time
 import traceback
 import warnings
@@ -22,6 +24,13 @@ ATTR_CV = "cv"
 ATTR_ERROR = "error"
 ATTR_TRACEBACK = "traceback"
 ATTR_WARNINGS = "warnings"
+#: "host:pid" of the process running the trial, to tell a dead worker's trial from a live one.
+ATTR_WORKER = "hptune_worker"
+#: Set on a trial cut short by Ctrl-C, SIGTERM or a dead process; such trials do not count.
+ATTR_INTERRUPTED = "hptune_interrupted"
+
+
+_WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
 class TrialScoreError(ValueError):
@@ -105,6 +114,7 @@ class Objective:
         self.grid = grid
 
     def __call__(self, trial: Any) -> float:
+        trial.set_user_attr(ATTR_WORKER, _WORKER)
         params = suggest(trial, self.space, grid=self.grid)
         main = self.ctx.metrics[0]
 
@@ -119,6 +129,10 @@ class Objective:
                 score = result.mean_test(main)
                 if not math.isfinite(score):
                     raise TrialScoreError(f"{main} is {score} (not a finite number)")
+            except KeyboardInterrupt:
+                trial.set_user_attr(ATTR_INTERRUPTED, True)
+                trial.set_user_attr(ATTR_ERROR, "interrupted: stopped by Ctrl-C or SIGTERM")
+                raise
             except Exception as exc:
                 message = " ".join(str(exc).split()) or type(exc).__name__
                 trial.set_user_attr(ATTR_ERROR, f"{type(exc).__name__}: {message}")

@@ -15,13 +15,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from hptune.objective import ATTR_CV, ATTR_ERROR, ATTR_TRACEBACK
+from hptune.objective import ATTR_CV, ATTR_ERROR, ATTR_INTERRUPTED, ATTR_TRACEBACK
 
 TRIALS_FILE = "trials.csv"
 BEST_FILE = "best.yaml"
 MODEL_FILE = "model.joblib"
 RUN_FILE = "run.json"
 STUDY_FILE = "study.journal"
+#: Files hptune writes in an output folder (what --fresh moves aside).
+OWNED_FILES = (STUDY_FILE, f"{STUDY_FILE}.lock", TRIALS_FILE, BEST_FILE, MODEL_FILE, RUN_FILE)
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
@@ -40,11 +42,29 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         raise
 
 
+def is_interrupted(trial: Any) -> bool:
+    """A trial cut short by Ctrl-C, SIGTERM or a dead process: it does not count as run."""
+    return bool(trial.user_attrs.get(ATTR_INTERRUPTED))
+
+
 def finished(trials: list[Any]) -> list[Any]:
     """Trials that ran to an end: complete, pruned, or failed because they raised."""
     from optuna.trial import TrialState
 
-    return [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
+    ended = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return [t for t in trials if t.state in ended and not is_interrupted(t)]
+
+
+def count_states(trials: list[Any]) -> dict[str, int]:
+    """Trials by outcome; interrupted ones apart from those that failed by raising."""
+    counts = {"complete": 0, "fail": 0, "pruned": 0, "interrupted": 0, "running": 0}
+    for trial in trials:
+        state = trial.state.name.lower()
+        if is_interrupted(trial):
+            counts["interrupted"] += 1
+        elif state in counts:
+            counts[state] += 1
+    return counts
 
 
 def best_trial(trials: list[Any]) -> Any | None:
@@ -175,7 +195,7 @@ def group_failures(trials: list[Any]) -> list[tuple[str, int, str]]:
     """Failures grouped by message, most common first: (message, count, first traceback)."""
     from optuna.trial import TrialState
 
-    failed = [t for t in trials if t.state == TrialState.FAIL]
+    failed = [t for t in trials if t.state == TrialState.FAIL and not is_interrupted(t)]
     counts = Counter(t.user_attrs.get(ATTR_ERROR) or "unknown error" for t in failed)
     first: dict[str, str] = {}
     for trial in failed:

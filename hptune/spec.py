@@ -170,6 +170,8 @@ class StrategySpec(_Section):
     n_trials: int | None = Field(None, ge=1)
     timeout: Duration | None = None
     n_jobs: int = 1
+    max_failures: int | None = Field(None, ge=0)
+    max_failure_rate: float | None = Field(None, gt=0.0, le=1.0)
 
     @field_validator("n_jobs")
     @classmethod

@@ -98,8 +98,10 @@ def load_yaml(path: Path, display_name: str | None = None) -> LoadedYaml:
     except UnicodeDecodeError as exc:
         raise fail(f"not UTF-8 text (bad byte at offset {exc.start})") from None
 
-    loader = _Loader(text)
+    # PyYAML checks characters chunk by chunk, so a bad one can surface at any point.
+    loader: _Loader | None = None
     try:
+        loader = _Loader(text)
         node = loader.get_single_node()
         if node is None:
             raise fail("file is empty, expected a mapping of experiment settings")
@@ -109,10 +111,15 @@ def load_yaml(path: Path, display_name: str | None = None) -> LoadedYaml:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         raise fail(_plain_yaml_message(exc), line, column) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise fail(f"character #x{exc.character:04x} is not allowed in YAML", line, column) from None
     except yaml.YAMLError as exc:  # unmarked errors are rare; still one line, no traceback
         raise fail(f"not valid YAML: {exc}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if converter.issues:
         raise SpecError(converter.issues)
     if not isinstance(data, dict):

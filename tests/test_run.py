@@ -57,7 +57,7 @@ def test_run_writes_every_output(write_spec, tmp_path: Path) -> None:
 
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "complete"
-    assert run["trials"] == {"complete": 6, "fail": 0, "pruned": 0, "running": 0}
+    assert run["trials"] == {"complete": 6, "fail": 0, "pruned": 0, "interrupted": 0, "running": 0}
     assert run["packages"]["scikit-learn"] and run["python"]
     assert len(run["data"]["sha256"]) == 64 and len(run["experiment"]["fingerprint"]) == 64
     assert run["test_score"] == best["test_score"] and run["cv_score"] == best["cv_score"]

@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/hptune run configs/quickstart.yaml
 
+# The distributed tests need PostgreSQL: scripts/postgres.sh starts a throwaway server (installing
+# it first when run as root) and exports its URL. Without one they are skipped, except in CI.
 test: install
-	$(BIN)/python -m pytest
+	eval "$$(bash scripts/postgres.sh)"; $(BIN)/python -m pytest
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"

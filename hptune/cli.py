@@ -143,6 +143,22 @@ def validate(
             raise SpecError(all_issues)
 
 
+def _check_storage(value: str | None) -> str | None:
+    if value is not None and "://" not in value:
+        raise typer.BadParameter(f"expected a database URL such as postgresql://user@host/db, found {value!r}")
+    return value
+
+
+StorageOption = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        callback=_check_storage,
+        help="Keep the study in this database (postgresql://..., mysql://...) so many machines share it.",
+    ),
+]
+
+
 def _parse_timeout(value: str | None) -> float | None:
     if value is None:
         return None
@@ -182,6 +198,17 @@ def run(
     refit_on_interrupt: Annotated[
         bool, typer.Option("--refit-on-interrupt", help="After Ctrl-C, still refit the best model before exiting.")
     ] = False,
+    storage: StorageOption = None,
+    worker: Annotated[
+        bool,
+        typer.Option("--worker", help="Only run trials of the shared study (no refit, no output files), then exit."),
+    ] = False,
+    worker_index: Annotated[
+        int | None,
+        typer.Option(
+            "--worker-index", min=0, help="This machine's index among workers (distinct sampler seeds); default: random."
+        ),
+    ] = None,
 ) -> None:
     """Validate, then tune the experiment and write trials.csv, best.yaml, model.joblib, run.json."""
     timeout_seconds = _parse_timeout(timeout)
@@ -190,13 +217,27 @@ def run(
     from hptune.validate import Overrides, load_experiment
 
     with _user_errors(), _sigterm_as_interrupt():
-        overrides = Overrides(n_trials, timeout_seconds, n_jobs, seed, str(out) if out else None)
+        overrides = Overrides(n_trials, timeout_seconds, n_jobs, seed, str(out) if out else None, storage)
         exp = load_experiment(file, tuple(allow_module or ()), overrides)
         _quiet_libraries()
-        from hptune.runner import RunOptions, run_experiment
+        from hptune.runner import RunOptions, run_experiment, run_worker
 
-        options = RunOptions(resume=resume, fresh=fresh, retry_failed=retry_failed, refit_on_interrupt=refit_on_interrupt)
+        options = RunOptions(
+            resume=resume,
+            fresh=fresh,
+            retry_failed=retry_failed,
+            refit_on_interrupt=refit_on_interrupt,
+            worker_index=worker_index,
+        )
         err = _console(stderr=True)
+        if worker:
+            with _ProgressView(err, exp.metric, enabled=not quiet) as view:
+                counts = run_worker(exp, options, on_progress=view.update)
+            _console().print(
+                f"worker done: the study holds {counts['complete']} complete, {counts['fail']} failed, "
+                f"{counts['pruned']} pruned trials; write the outputs with `hptune finalize`"
+            )
+            return
         try:
             with _ProgressView(err, exp.metric, enabled=not quiet) as view:
                 result = run_experiment(exp, options, on_progress=view.update)
@@ -205,6 +246,29 @@ def run(
             if partial is not None and getattr(partial, "best_trial", None) is not None:
                 _render_summary(_console(), partial)  # type: ignore[arg-type]
             raise
+        _render_summary(_console(), result)
+
+
+@app.command()
+def finalize(
+    file: Annotated[Path, typer.Argument(help="The experiment YAML file.", show_default=False)],
+    storage: StorageOption = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default runs/<name>).")] = None,
+    allow_module: AllowModule = None,
+) -> None:
+    """Write trials.csv, best.yaml, model.joblib and run.json from an existing (shared) study."""
+    from hptune.validate import Overrides, load_experiment
+
+    with _user_errors():
+        exp = load_experiment(file, tuple(allow_module or ()), Overrides(out=str(out) if out else None, storage=storage))
+        _quiet_libraries()
+        from hptune.runner import finalize_experiment
+
+        result = finalize_experiment(exp)
+        if result.status == "partial":
+            _console(stderr=True).print(
+                f"note: the study has not spent its budget of {exp.n_trials} trials; these outputs are partial"
+            )
         _render_summary(_console(), result)
 
 
@@ -235,7 +299,7 @@ class _ProgressView:
         self.console, self.metric, self.enabled = console, metric, enabled
         self.progress = None
         self.task = None
-        self.last_logged = -1
+        self.last_logged = 0
 
     def __enter__(self) -> _ProgressView:
         if self.enabled and self.console.is_terminal:
@@ -267,7 +331,7 @@ class _ProgressView:
             self.progress.stop()
 
     def update(self, event: Progress) -> None:
-        if event.last_state is None and (event.resumed_from or event.requeued):
+        if not event.started and (event.resumed_from or event.requeued):
             # Said even with --quiet: a resumed run must never look like a fresh one.
             note = f"resuming: {event.resumed_from} of {event.total} trials done"
             if event.requeued:
@@ -281,8 +345,10 @@ class _ProgressView:
                 self.task = self.progress.add_task("trials", total=event.total, completed=event.done, best=best)
             self.progress.update(self.task, completed=event.done, best=best)
             return
+        # Several workers may finish trials between two reports: log each tenth crossed once.
         step = max(1, event.total // 10)
-        if event.last_state is not None and (event.done % step == 0 or event.done == event.total):
+        if event.started and event.done // step > self.last_logged:
+            self.last_logged = event.done // step
             self.console.print(f"trial {event.done}/{event.total} done, best {best}")
 
 

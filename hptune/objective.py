@@ -18,17 +18,20 @@ from typing import Any
 
 from hptune.estimators import pipeline_params
 from hptune.space import Space, suggest
-
-#: Trial attribute keys (read back by ``hptune.results``).
-ATTR_CV = "cv"
-ATTR_ERROR = "error"
-ATTR_TRACEBACK = "traceback"
-ATTR_WARNINGS = "warnings"
-#: "host:pid" of the process running the trial, to tell a dead worker's trial from a live one.
-ATTR_WORKER = "hptune_worker"
-#: Set on a trial cut short by Ctrl-C, SIGTERM or a dead process; such trials do not count.
-ATTR_INTERRUPTED = "hptune_interrupted"
-
+from hptune.trials import (
+    ATTR_CV,
+    ATTR_ERROR,
+    ATTR_GRID_POINT,
+    ATTR_INTERRUPTED,
+    ATTR_RETRY_OF,
+    ATTR_SKIPPED,
+    ATTR_TRACEBACK,
+    ATTR_WARNINGS,
+    ATTR_WORKER,
+    STUDY_EXTRA_BUDGET,
+    holds_budget,
+    requeue,
+)
 
 _WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -105,17 +108,55 @@ def cross_validate_folds(
     return result
 
 
+@dataclass
+class Budget:
+    """The study-wide trial budget, shared by every worker on every machine.
+
+    Optuna cannot start a trial "only if under budget" atomically, so each trial checks once
+    it exists: trial numbers are assigned in order by the storage, and a trial with
+    ``n_trials`` budget-holding trials before it was asked for too late. It is marked skipped
+    (it never runs and is not shown), and its worker stops. The budget is exact however many
+    workers race.
+    """
+
+    n_trials: int
+    grid: bool
+
+    def target(self, study: Any) -> int:
+        return self.n_trials + int(study.user_attrs.get(STUDY_EXTRA_BUDGET, 0))
+
+    def admits(self, trial: Any) -> bool:
+        if self.grid and ATTR_GRID_POINT not in trial.user_attrs and ATTR_RETRY_OF not in trial.user_attrs:
+            return False  # the grid queue is empty: a sampled point would be a duplicate
+        study = trial.study
+        ahead = sum(1 for t in study.get_trials(deepcopy=False) if t.number < trial.number and holds_budget(t))
+        return ahead < self.target(study)
+
+    def spent(self, study: Any) -> bool:
+        from optuna.trial import TrialState
+
+        trials = study.get_trials(deepcopy=False)
+        started = sum(1 for t in trials if t.state != TrialState.WAITING and holds_budget(t))
+        return started >= self.target(study)
+
+
 class Objective:
     """The Optuna objective: suggest parameters, cross-validate, record, return the mean score."""
 
-    def __init__(self, ctx: CVContext, space: Space, grid: bool) -> None:
+    def __init__(self, ctx: CVContext, space: Space, grid: bool, budget: Budget | None = None) -> None:
         self.ctx = ctx
         self.space = space
         self.grid = grid
+        self.budget = budget
 
     def __call__(self, trial: Any) -> float:
+        import optuna
+
         trial.set_user_attr(ATTR_WORKER, _WORKER)
-        params = suggest(trial, self.space, grid=self.grid)
+        if self.budget is not None and not self.budget.admits(trial):
+            trial.set_user_attr(ATTR_SKIPPED, True)
+            trial.study.stop()
+            raise optuna.TrialPruned("the study's trial budget is spent")
         main = self.ctx.metrics[0]
 
         def report(index: int, partial: CVResult) -> None:
@@ -125,6 +166,7 @@ class Objective:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
+                params = suggest(trial, self.space, grid=self.grid)
                 result = cross_validate_folds(self.ctx, params, report)
                 score = result.mean_test(main)
                 if not math.isfinite(score):
@@ -132,6 +174,8 @@ class Objective:
             except KeyboardInterrupt:
                 trial.set_user_attr(ATTR_INTERRUPTED, True)
                 trial.set_user_attr(ATTR_ERROR, "interrupted: stopped by Ctrl-C or SIGTERM")
+                # This process saw the interruption, so it alone puts the parameters back.
+                requeue(trial.study, trial, "interrupted")
                 raise
             except Exception as exc:
                 message = " ".join(str(exc).split()) or type(exc).__name__

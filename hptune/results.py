@@ -8,14 +8,13 @@ experiment and seed give the same bytes and ``git diff`` shows only real changes
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from hptune.objective import ATTR_CV, ATTR_ERROR, ATTR_INTERRUPTED, ATTR_TRACEBACK
+from hptune.trials import ATTR_CV, ATTR_ERROR, ATTR_TRACEBACK, error_text, is_interrupted, shown
 
 TRIALS_FILE = "trials.csv"
 BEST_FILE = "best.yaml"
@@ -42,51 +41,14 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         raise
 
 
-def is_interrupted(trial: Any) -> bool:
-    """A trial cut short by Ctrl-C, SIGTERM or a dead process: it does not count as run."""
-    return bool(trial.user_attrs.get(ATTR_INTERRUPTED))
-
-
-def finished(trials: list[Any]) -> list[Any]:
-    """Trials that ran to an end: complete, pruned, or failed because they raised."""
-    from optuna.trial import TrialState
-
-    ended = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    return [t for t in trials if t.state in ended and not is_interrupted(t)]
-
-
-def count_states(trials: list[Any]) -> dict[str, int]:
-    """Trials by outcome; interrupted ones apart from those that failed by raising."""
-    counts = {"complete": 0, "fail": 0, "pruned": 0, "interrupted": 0, "running": 0}
-    for trial in trials:
-        state = trial.state.name.lower()
-        if is_interrupted(trial):
-            counts["interrupted"] += 1
-        elif state in counts:
-            counts[state] += 1
-    return counts
-
-
-def best_trial(trials: list[Any]) -> Any | None:
-    """The complete trial with the highest score; the earliest one wins a tie (as GridSearchCV)."""
-    from optuna.trial import TrialState
-
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    if not complete:
-        return None
-    return max(complete, key=lambda t: (t.value, -t.number))
-
-
 def trials_table(trials: list[Any], param_names: list[str], metrics: list[str], train_scores: bool) -> Any:
-    """One row per trial (queued grid points excluded), with ``cv_results_`` column names."""
+    """One row per trial (queued and skipped ones excluded), with ``cv_results_`` column names."""
     import numpy as np
     import pandas as pd
     from optuna.trial import TrialState
 
     rows = []
-    for trial in trials:
-        if trial.state == TrialState.WAITING:
-            continue
+    for trial in shown(trials):
         row: dict[str, Any] = {"number": trial.number, "state": trial.state.name}
         for name in param_names:
             row[f"param_{name}"] = trial.params.get(name)
@@ -105,7 +67,7 @@ def trials_table(trials: list[Any], param_names: list[str], metrics: list[str], 
             if trial.datetime_complete and trial.datetime_start
             else None
         )
-        row["error"] = trial.user_attrs.get(ATTR_ERROR)
+        row["error"] = error_text(trial)
         rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:
@@ -201,7 +163,3 @@ def group_failures(trials: list[Any]) -> list[tuple[str, int, str]]:
     for trial in failed:
         first.setdefault(trial.user_attrs.get(ATTR_ERROR) or "unknown error", trial.user_attrs.get(ATTR_TRACEBACK, ""))
     return [(message, count, first[message]) for message, count in counts.most_common()]
-
-
-def finite_or_none(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)

@@ -1,8 +1,10 @@
 """Run an experiment: open (or resume) the study, run the trials, refit the best, write outputs.
 
-The study lives in Optuna storage (a journal file in the output folder by default), so a run
-can be resumed and other tools (a dashboard, later ``hptune`` commands) can read it. The
-library reports progress through a callback and never prints.
+The study lives in Optuna storage: a journal file in the output folder by default, or a
+database (``output.storage``) that workers on many machines share. ``strategy.n_jobs``
+worker *processes* share the study through that storage; the parent creates the study once,
+forks the workers (which inherit the loaded data), shows progress, and writes the outputs.
+The library reports progress through a callback and never prints.
 """
 
 from __future__ import annotations
@@ -17,50 +19,64 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from hptune import __version__, results
+from hptune import storage as storage_mod
 from hptune.errors import RunFailedError, RunInterruptedError, StudyMismatchError
-from hptune.objective import ATTR_ERROR, ATTR_INTERRUPTED, ATTR_WORKER
+from hptune.trials import (
+    ATTR_ERROR,
+    ATTR_GRID_POINT,
+    ATTR_INTERRUPTED,
+    ATTR_WORKER,
+    STUDY_EXTRA_BUDGET,
+    STUDY_FINGERPRINT,
+    STUDY_FINGERPRINT_PARTS,
+    STUDY_GRID_QUEUED,
+    STUDY_RETRIED_FAILURES,
+    best_trial,
+    count_states,
+    finished,
+    is_interrupted,
+    requeue,
+    requeue_dead,
+)
 from hptune.validate import ValidatedExperiment
 
 log = logging.getLogger(__name__)
 
-#: Study attributes.
-ATTR_FINGERPRINT = "hptune_fingerprint"
-ATTR_FINGERPRINT_PARTS = "hptune_fingerprint_parts"
-ATTR_GRID_QUEUED = "hptune_grid_queued"
-#: Study attribute: numbers of the trials whose parameters were put back in the queue
-#: (a finished trial's own attributes can no longer be changed).
-ATTR_REQUEUED = "hptune_requeued"
-#: Trial attribute: this trial re-runs the parameters of trial N.
-ATTR_RETRY_OF = "hptune_retry_of"
-
 #: Failure-rate limits are checked only once this many trials have finished.
 MIN_TRIALS_FOR_FAILURE_RATE = 5
+#: A RUNNING trial with no worker recorded is taken as dead only after this long (seconds):
+#: a live worker records itself a moment after Optuna creates the trial.
+_UNCLAIMED_TRIAL_AGE = 30
+#: How long to wait for another worker to enqueue the grid before giving up (seconds).
+_GRID_WAIT = 120
 
 
 @dataclass
 class RunOptions:
-    """How to treat an output folder that already holds a study, and what to do on stops."""
+    """How to treat a study that already exists, and what to do on stops."""
 
     resume: bool = True  # False: refuse to continue an existing study
     fresh: bool = False  # move an existing study and outputs aside, start over
     retry_failed: bool = False  # run the parameters of failed trials again
     refit_on_interrupt: bool = False  # refit the best model even after Ctrl-C
+    worker_index: int | None = None  # this process's index among many machines (sampler seeds)
 
 
 @dataclass
 class Progress:
-    """Sent to the progress callback at the start and after every trial."""
+    """Sent to the progress callback at the start and as trials finish."""
 
     done: int
     total: int
     best_score: float | None
-    last_state: str | None = None
+    started: bool = True
     resumed_from: int = 0
     requeued: int = 0
 
@@ -83,14 +99,14 @@ class RunResult:
     files: dict[str, Path]
     failures: list[tuple[str, int, str]] = field(default_factory=list)
     resumed_from: int = 0
-    moved_aside: Path | None = None
+    moved_aside: str | None = None
 
 
 def fingerprint_parts(exp: ValidatedExperiment) -> dict[str, str]:
     """A short hash of each part of the experiment that changes results.
 
-    The budget (n_trials, timeout), n_jobs and the output folder are left out: changing them
-    continues the same study.
+    The budget (n_trials, timeout), n_jobs, failure limits and where things are stored are
+    left out: changing them continues the same study.
     """
     spec = exp.spec.model_dump(mode="json")
     parts = {
@@ -110,11 +126,12 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
-def make_sampler(kind: str, seed: int) -> Any:
+def make_sampler(kind: str, seed: int, parallel: bool = False) -> Any:
     import optuna
 
     if kind == "bayesian":
-        return optuna.samplers.TPESampler(seed=seed)
+        # constant_liar keeps parallel workers from all proposing the same promising point.
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=parallel)
     if kind == "cmaes":
         # Categorical parameters are outside CMA-ES; they fall back to random sampling.
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
@@ -124,93 +141,71 @@ def make_sampler(kind: str, seed: int) -> Any:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def journal_storage(path: Path) -> Any:
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
-    return JournalStorage(JournalFileBackend(str(path)))
 
+def worker_count(n_jobs: int) -> int:
+    return available_cores() if n_jobs == -1 else n_jobs
+
+
+# -- entry points ------------------------------------------------------------------------
 
 def run_experiment(
     exp: ValidatedExperiment,
     options: RunOptions | None = None,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> RunResult:
-    """Tune ``exp`` to its budget and write every output.
+    """Tune ``exp`` to its budget, then write every output.
 
     Raises RunFailedError when every trial failed or a failure limit was hit, and
-    RunInterruptedError after Ctrl-C/SIGTERM; in both cases the outputs that can be
-    written from the completed trials are written first.
+    RunInterruptedError after Ctrl-C/SIGTERM; in both cases the outputs that can be written
+    from the completed trials are written first.
     """
     options = options or RunOptions()
     started_at = datetime.now(timezone.utc)
     clock = time.perf_counter()
-    out = exp.output_dir
-    out.mkdir(parents=True, exist_ok=True)
-    moved_aside = move_aside(out) if options.fresh else None
-
+    exp.output_dir.mkdir(parents=True, exist_ok=True)
     setup = prepare(exp)
-    study, storage = _open_study(exp, options)
-    opened = _tidy_study(exp, study, storage, options)
+    session = open_study(exp, options)
     setup_seconds = time.perf_counter() - clock
-
-    trials = study.get_trials(deepcopy=False)
-    done_before = len(results.finished(trials))
-    remaining = max(0, exp.n_trials - done_before) + opened.retried_failures
-    best_before = results.best_trial(trials)
-    tracker = _ProgressTracker(
-        total=done_before + remaining,
-        done=done_before,
-        best=best_before.value if best_before else None,
-        sink=on_progress,
-        requeued=opened.requeued,
-    )
-    limit = _FailureLimit(exp.spec.strategy.max_failures, exp.spec.strategy.max_failure_rate, trials)
-    tracker.start()
 
     search_clock = time.perf_counter()
     interrupted = False
-    if remaining:
-        from hptune.objective import Objective
-
-        try:
-            study.optimize(
-                Objective(setup.ctx, exp.spec.search_space, grid=exp.grid is not None),
-                n_trials=remaining,
-                timeout=exp.spec.strategy.timeout,
-                n_jobs=exp.spec.strategy.n_jobs,
-                catch=(Exception,),
-                callbacks=[tracker, limit],
-            )
-        except KeyboardInterrupt:
-            interrupted = True
+    try:
+        session.run_trials(setup, on_progress)
+        # With a shared database, other machines' trials may still run; one that dies is failed
+        # by the heartbeat and queued again, so keep working until the budget is really spent.
+        while session.wait_for_other_workers() and session.more_to_do():
+            session.run_trials(setup, on_progress)
+    except KeyboardInterrupt:
+        interrupted = True
     search_seconds = time.perf_counter() - search_clock
 
-    if interrupted:
-        status = "interrupted"
-    elif limit.tripped:
-        status = "stopped"
-    else:
-        status = "complete"
+    tripped = session.failure_limit_tripped()
+    status = "interrupted" if interrupted else "stopped" if tripped else "complete"
     result = write_outputs(
         exp,
-        study,
+        session,
         setup,
         status=status,
         refit=status == "complete" or (interrupted and options.refit_on_interrupt),
         started_at=started_at,
         timings={"setup": setup_seconds, "search": search_seconds},
     )
-    result.resumed_from = done_before
-    result.moved_aside = moved_aside
+    result.resumed_from = session.done_before
+    result.moved_aside = session.moved_aside
     error: RunFailedError | RunInterruptedError | None = None
     if interrupted:
         error = RunInterruptedError(
-            f"interrupted: {result.counts['complete']} complete trials are kept in {out / results.STUDY_FILE}; "
+            f"interrupted: {result.counts['complete']} complete trials are kept in {session.where}; "
             f"run the same command again to resume"
         )
-    elif limit.tripped:
-        error = RunFailedError(f"stopped early: {limit.tripped}")
+    elif tripped:
+        error = RunFailedError(f"stopped early: {tripped}")
     elif result.best_trial is None:
         error = RunFailedError(_all_failed_message(result.failures))
     if error is not None:
@@ -219,9 +214,47 @@ def run_experiment(
     return result
 
 
+def run_worker(
+    exp: ValidatedExperiment,
+    options: RunOptions | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> dict[str, int]:
+    """Only run trials of the shared study until its budget is spent; write no outputs."""
+    options = options or RunOptions()
+    setup = prepare(exp)
+    session = open_study(exp, options)
+    try:
+        session.run_trials(setup, on_progress)
+    except KeyboardInterrupt:
+        raise RunInterruptedError(
+            f"worker interrupted; its trial in flight is queued again in {session.where}"
+        ) from None
+    tripped = session.failure_limit_tripped()
+    if tripped:
+        raise RunFailedError(f"stopped early: {tripped}")
+    return count_states(session.study.get_trials(deepcopy=False))
+
+
+def finalize_experiment(exp: ValidatedExperiment) -> RunResult:
+    """Write trials.csv, best.yaml, model.joblib and run.json from an existing study."""
+    started_at = datetime.now(timezone.utc)
+    exp.output_dir.mkdir(parents=True, exist_ok=True)
+    setup = prepare(exp)
+    session = open_study(exp, RunOptions(), create=False)
+    status = "complete" if session.budget.spent(session.study) else "partial"
+    result = write_outputs(exp, session, setup, status=status, refit=True, started_at=started_at, timings={})
+    if result.best_trial is None:
+        error = RunFailedError(_all_failed_message(result.failures))
+        error.result = result
+        raise error
+    return result
+
+
+# -- setup -------------------------------------------------------------------------------
+
 @dataclass
 class Setup:
-    """Everything trials share, built once per process: the split, folds and template pipeline."""
+    """Everything trials share, built once: the split, folds and template pipeline."""
 
     split: Any
     ctx: Any
@@ -247,107 +280,361 @@ def prepare(exp: ValidatedExperiment) -> Setup:
     return Setup(split, ctx)
 
 
-def move_aside(out: Path) -> Path | None:
-    """Move hptune's files in ``out`` to a sibling folder ``<out>.old-<UTC time>``; never delete."""
-    owned = [out / name for name in results.OWNED_FILES]
-    present = [path for path in owned if path.exists() or path.is_symlink()]
-    if not present:
-        return None
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    target = out.parent / f"{out.resolve().name}.old-{stamp}"
-    suffix = 1
-    while target.exists():
-        suffix += 1
-        target = out.parent / f"{out.resolve().name}.old-{stamp}-{suffix}"
-    target.mkdir(parents=True)
-    for path in present:
-        path.rename(target / path.name)
-    return target
+def open_storage(exp: ValidatedExperiment) -> Any:
+    url = exp.spec.output.storage
+    if url:
+        return storage_mod.database_storage(url, on_stale_trial=requeue_dead)
+    return storage_mod.journal_storage(exp.output_dir / results.STUDY_FILE)
 
 
-def _open_study(exp: ValidatedExperiment, options: RunOptions) -> tuple[Any, Any]:
+def describe_storage(exp: ValidatedExperiment) -> str:
+    url = exp.spec.output.storage
+    return storage_mod.mask_url(url) if url else str(exp.output_dir / results.STUDY_FILE)
+
+
+def open_study(exp: ValidatedExperiment, options: RunOptions, create: bool = True) -> _Session:
+    """Open (creating if needed) the study, check it is this experiment's, tidy it up."""
     import optuna
 
     spec = exp.spec
-    study_path = exp.output_dir / results.STUDY_FILE
-    existed = study_path.exists() and study_path.stat().st_size > 0
-    storage = journal_storage(study_path)
+    moved = None
+    if options.fresh:
+        moved = _move_aside(exp)
+    storage = open_storage(exp)
+    workers = worker_count(spec.strategy.n_jobs)
+    distributed = bool(spec.output.storage)
+    index = options.worker_index
+    if index is None:
+        # Many machines must not share sampler seeds; one machine keeps runs reproducible.
+        index = (hash((socket.gethostname(), os.getpid())) % 997) + 1 if distributed else 0
+    base_seed = spec.seed + 1000 * index
+    sampler = make_sampler(spec.strategy.kind, base_seed, parallel=workers > 1 or distributed)
+    names = optuna.get_all_study_names(storage)
+    existed = spec.name in names
+    if not existed and not create:
+        raise StudyMismatchError(f"{describe_storage(exp)} holds no study named {spec.name!r}; run the experiment first")
     study = optuna.create_study(
-        study_name=spec.name,
-        storage=storage,
-        sampler=make_sampler(spec.strategy.kind, spec.seed),
-        direction="maximize",
-        load_if_exists=True,
+        study_name=spec.name, storage=storage, sampler=sampler, direction="maximize", load_if_exists=True
     )
     parts = fingerprint_parts(exp)
-    stored = study.user_attrs.get(ATTR_FINGERPRINT_PARTS)
-    if existed and stored is not None and not options.resume and study.get_trials(deepcopy=False):
+    stored = study.user_attrs.get(STUDY_FINGERPRINT_PARTS)
+    if existed and not options.resume and study.get_trials(deepcopy=False):
         raise StudyMismatchError(
-            f"{study_path} already holds a study with {len(study.get_trials(deepcopy=False))} trials "
+            f"{describe_storage(exp)} already holds a study with {len(study.get_trials(deepcopy=False))} trials "
             f"and --no-resume was given; use --fresh to start over (the old study is moved aside) "
             f"or choose another --out"
         )
     if stored is None:
-        study.set_user_attr(ATTR_FINGERPRINT_PARTS, parts)
-        study.set_user_attr(ATTR_FINGERPRINT, _digest(parts))
+        study.set_user_attr(STUDY_FINGERPRINT_PARTS, parts)
+        study.set_user_attr(STUDY_FINGERPRINT, _digest(parts))
     elif stored != parts:
         changed = [name for name in parts if stored.get(name) != parts[name]]
         raise StudyMismatchError(
-            f"{study_path} holds a study of a different experiment (changed: {', '.join(changed)}); "
+            f"{describe_storage(exp)} holds a study of a different experiment (changed: {', '.join(changed)}); "
             f"use --fresh to start over (the old study is moved aside) or choose another --out"
         )
-    return study, storage
+    session = _Session(exp, study, storage, workers, base_seed, moved)
+    if create:
+        session.tidy(options)
+    return session
 
 
-@dataclass
-class _Opened:
-    requeued: int = 0
-    retried_failures: int = 0
+def _move_aside(exp: ValidatedExperiment) -> str | None:
+    """--fresh: keep the old study and outputs under another name; never delete them."""
+    import optuna
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = exp.output_dir
+    moved: str | None = None
+    url = exp.spec.output.storage
+    if url:
+        storage = storage_mod.database_storage(url)
+        names = optuna.get_all_study_names(storage)
+        if exp.spec.name in names:
+            moved = f"{exp.spec.name}.old-{stamp}"
+            optuna.copy_study(from_study_name=exp.spec.name, from_storage=storage, to_storage=storage, to_study_name=moved)
+            for name in (exp.spec.name, _grid_claim_name(exp.spec.name)):
+                if name in names:
+                    optuna.delete_study(study_name=name, storage=storage)
+            moved = f"study {moved} in {storage_mod.mask_url(url)}"
+    present = [out / name for name in results.OWNED_FILES if (out / name).exists()]
+    if present:
+        target = out.parent / f"{out.resolve().name}.old-{stamp}"
+        suffix = 1
+        while target.exists():
+            suffix += 1
+            target = out.parent / f"{out.resolve().name}.old-{stamp}-{suffix}"
+        target.mkdir(parents=True)
+        for path in present:
+            path.rename(target / path.name)
+        moved = str(target) if moved is None else f"{moved} and {target}"
+    return moved
 
 
-def _tidy_study(exp: ValidatedExperiment, study: Any, storage: Any, options: RunOptions) -> _Opened:
-    """Fail trials whose process died, put interrupted (and, if asked, failed) trials back in
-    the queue once, and enqueue the grid the first time."""
-    from optuna.trial import TrialState
+def _grid_claim_name(name: str) -> str:
+    return f"{name}.hptune-grid-claim"
 
-    opened = _Opened()
-    host = socket.gethostname()
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker_host, _, pid = str(trial.user_attrs.get(ATTR_WORKER, f"{host}:")).partition(":")
-        if worker_host != host or (pid and _alive(int(pid))):
-            continue  # another live process (or machine) is running it
-        storage.set_trial_user_attr(trial._trial_id, ATTR_INTERRUPTED, True)
-        storage.set_trial_user_attr(
-            trial._trial_id, ATTR_ERROR, "interrupted: the process running this trial stopped (killed or crashed)"
-        )
-        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-    requeued = set(study.user_attrs.get(ATTR_REQUEUED, []))
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-        if trial.number in requeued:
-            continue
-        interrupted = bool(trial.user_attrs.get(ATTR_INTERRUPTED))
-        # An interrupted trial is tried again once (not if it was itself such a retry).
-        if interrupted and ATTR_RETRY_OF in trial.user_attrs:
-            continue
-        if not interrupted and not options.retry_failed:
-            continue
-        study.enqueue_trial(dict(trial.params), user_attrs={ATTR_RETRY_OF: trial.number})
-        requeued.add(trial.number)
-        if interrupted:
-            opened.requeued += 1
-        else:
-            opened.retried_failures += 1
-    if opened.requeued or opened.retried_failures:
-        study.set_user_attr(ATTR_REQUEUED, sorted(requeued))
-    if exp.grid is not None and not study.user_attrs.get(ATTR_GRID_QUEUED):
+
+# -- the session: one study, opened by this process ------------------------------------------
+
+class _Session:
+    def __init__(
+        self, exp: ValidatedExperiment, study: Any, storage: Any, workers: int, seed: int, moved: str | None
+    ) -> None:
+        from hptune.objective import Budget
+
+        self.exp, self.study, self.storage = exp, study, storage
+        self.workers, self.seed = workers, seed
+        self.moved_aside = moved
+        self.where = describe_storage(exp)
+        self.budget = Budget(exp.n_trials, grid=exp.grid is not None)
+        self.requeued = 0
+        self.done_before = 0
+        self.deadline: float | None = None
+
+    @property
+    def journal(self) -> bool:
+        return not self.exp.spec.output.storage
+
+    # -- tidying, once when a process opens the study
+    def tidy(self, options: RunOptions) -> None:
+        """Fail trials whose process died (re-running them once), queue failed trials again on
+        --retry-failed, and enqueue the grid the first time."""
+        self.requeued = self.fail_dead_trials()
+        if options.retry_failed:
+            self._retry_failures()
+        if self.exp.grid is not None and not self.study.user_attrs.get(STUDY_GRID_QUEUED):
+            self._enqueue_grid()
+        self.done_before = len(finished(self.study.get_trials(deepcopy=False)))
+
+    def fail_dead_trials(self) -> int:
+        """Journal storage: a RUNNING trial whose process on this machine is gone is failed as
+        interrupted and queued to run again. (Databases do this with Optuna's heartbeat.)"""
+        if not self.journal:
+            import optuna
+
+            optuna.storages.fail_stale_trials(self.study)
+            return 0
+        import optuna
+        from optuna.trial import TrialState
+
+        host = socket.gethostname()
+        now = datetime.now()
+        count = 0
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            worker = trial.user_attrs.get(ATTR_WORKER)
+            if worker is None:
+                started = trial.datetime_start or now
+                if now - started < timedelta(seconds=_UNCLAIMED_TRIAL_AGE):
+                    continue
+            else:
+                worker_host, _, pid = str(worker).partition(":")
+                if worker_host != host or _alive(int(pid)):
+                    continue
+            try:
+                self.storage.set_trial_user_attr(trial._trial_id, ATTR_INTERRUPTED, True)
+                self.storage.set_trial_user_attr(
+                    trial._trial_id, ATTR_ERROR, "interrupted: the process running this trial stopped (killed or crashed)"
+                )
+                self.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another process got there first, and re-queued it
+            requeue_dead(self.study, trial)
+            count += 1
+        return count
+
+    def _retry_failures(self) -> None:
+        from optuna.trial import TrialState
+
+        done = set(self.study.user_attrs.get(STUDY_RETRIED_FAILURES, []))
+        retried = 0
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+            if trial.number in done or is_interrupted(trial):
+                continue
+            requeue(self.study, trial, "failed")
+            done.add(trial.number)
+            retried += 1
+        if retried:
+            self.study.set_user_attr(STUDY_RETRIED_FAILURES, sorted(done))
+            extra = int(self.study.user_attrs.get(STUDY_EXTRA_BUDGET, 0))
+            self.study.set_user_attr(STUDY_EXTRA_BUDGET, extra + retried)
+
+    def _enqueue_grid(self) -> None:
         from hptune.space import encode_params
 
-        # Enqueued once, in ParameterGrid order: each point runs exactly once, however many
-        # workers pop the queue, and ties break as in GridSearchCV.
-        for point in exp.grid[: exp.n_trials]:
-            study.enqueue_trial(encode_params(exp.spec.search_space, point))
-        study.set_user_attr(ATTR_GRID_QUEUED, True)
-    return opened
+        exp = self.exp
+        # Enqueued once, by whichever process wins the claim, in ParameterGrid order: each
+        # point runs exactly once however many workers pop the queue, and ties break as in
+        # GridSearchCV.
+        if storage_mod.claim(self.storage, _grid_claim_name(exp.spec.name)):
+            assert exp.grid is not None
+            for index, point in enumerate(exp.grid[: exp.n_trials]):
+                self.study.enqueue_trial(
+                    encode_params(exp.spec.search_space, point), user_attrs={ATTR_GRID_POINT: index}
+                )
+            self.study.set_user_attr(STUDY_GRID_QUEUED, True)
+            return
+        deadline = time.monotonic() + _GRID_WAIT
+        while not self.study.user_attrs.get(STUDY_GRID_QUEUED):
+            if time.monotonic() > deadline:
+                raise StudyMismatchError(
+                    f"another worker claimed {self.where} to enqueue the grid but did not finish; "
+                    f"start over with --fresh"
+                )
+            time.sleep(0.2)
+
+    # -- running
+    def run_trials(self, setup: Setup, on_progress: Callable[[Progress], None] | None) -> None:
+        timeout = self.exp.spec.strategy.timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        progress = _ProgressReporter(self, on_progress)
+        progress.send(started=False)
+        if self.workers == 1:
+            self._trials_in_process(setup, threads=None, callbacks=[progress.callback])
+        else:
+            self._trials_in_workers(setup, progress)
+            # A worker that died leaves budget unspent (its trial was queued again): finish here.
+            if self.more_to_do():
+                self.fail_dead_trials()
+                self._trials_in_process(setup, threads=None, callbacks=[progress.callback])
+        progress.send()
+
+    def _timed_out(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def _trials_in_process(self, setup: Setup, threads: int | None, callbacks: list[Any]) -> None:
+        from hptune.objective import Objective
+
+        if self.budget.spent(self.study) or self._timed_out():
+            return
+        limits: Any = nullcontext()
+        if threads is not None:
+            from threadpoolctl import threadpool_limits
+
+            limits = threadpool_limits(limits=threads)
+        remaining = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+        with limits:
+            self.study.optimize(
+                Objective(setup.ctx, self.exp.spec.search_space, grid=self.exp.grid is not None, budget=self.budget),
+                n_trials=None,
+                timeout=remaining,
+                catch=(Exception,),
+                callbacks=[self._stop_when_done, *callbacks],
+            )
+
+    def _stop_when_done(self, study: Any, trial: Any) -> None:
+        if self.budget.spent(study) or self.failure_limit_tripped():
+            study.stop()
+
+    def _trials_in_workers(self, setup: Setup, progress: _ProgressReporter) -> None:
+        import multiprocessing
+        from multiprocessing.connection import wait
+
+        # fork: workers inherit the loaded data and imported libraries, so they start at once
+        # (no OpenMP pool has run in this process yet, which is what makes fork unsafe).
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        context = multiprocessing.get_context(method)
+        threads = self.exp.spec.strategy.threads_per_worker or max(1, available_cores() // self.workers)
+        processes = [
+            context.Process(
+                target=_worker_main,
+                args=(self.exp, setup, self.seed + index, threads, self.deadline),
+                name=f"hptune-worker-{index}",
+            )
+            for index in range(self.workers)
+        ]
+        for process in processes:
+            process.start()
+        try:
+            last_tidy = time.monotonic()
+            while any(p.is_alive() for p in processes):
+                wait([p.sentinel for p in processes], timeout=0.5)
+                progress.send()
+                if self.journal and time.monotonic() - last_tidy > 5:
+                    self.fail_dead_trials()
+                    last_tidy = time.monotonic()
+        except KeyboardInterrupt:
+            _stop(processes)
+            raise
+        finally:
+            for process in processes:
+                process.join(timeout=5)
+
+    def wait_for_other_workers(self) -> bool:
+        """With a shared database, wait for the trials other machines still run (bounded by
+        Optuna's heartbeat: a dead worker's trial fails after the grace period). True if any
+        was waited for."""
+        if self.journal:
+            return False
+        import optuna
+        from optuna.trial import TrialState
+
+        waited = False
+        while self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            waited = True
+            optuna.storages.fail_stale_trials(self.study)
+            time.sleep(1)
+        return waited
+
+    def more_to_do(self) -> bool:
+        return not self.budget.spent(self.study) and not self.failure_limit_tripped() and not self._timed_out()
+
+    def failure_limit_tripped(self) -> str | None:
+        return _failure_limit(self.exp, self.study.get_trials(deepcopy=False))
+
+
+def _worker_main(exp: ValidatedExperiment, setup: Setup, seed: int, threads: int, deadline: float | None) -> None:
+    """A worker process: its own storage connection and sampler seed, limited threads."""
+    import signal
+
+    import optuna
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    storage = open_storage(exp)
+    study = optuna.load_study(
+        study_name=exp.spec.name, storage=storage, sampler=make_sampler(exp.spec.strategy.kind, seed, parallel=True)
+    )
+    _limit_estimator_threads(setup, threads)
+    session = _Session(exp, study, storage, workers=1, seed=seed, moved=None)
+    session.deadline = deadline
+    try:
+        session._trials_in_process(setup, threads=threads, callbacks=[])
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _limit_estimator_threads(setup: Setup, threads: int) -> None:
+    """Give an estimator with ``n_jobs`` its worker's share of the cores, never more."""
+    from hptune.estimators import MODEL_STEP
+
+    model = setup.ctx.pipeline.named_steps[MODEL_STEP]
+    if "n_jobs" not in model.get_params(deep=False):
+        return
+    current = model.get_params(deep=False)["n_jobs"]
+    if current is None or current == -1 or current > threads:
+        model.set_params(n_jobs=threads)
+
+
+def _stop(processes: list[Any]) -> None:
+    """Ctrl-C reaches every worker from the terminal; SIGTERM reached only us: pass it on."""
+    import signal
+
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and any(p.is_alive() for p in processes):
+        time.sleep(0.05)
+    for process in processes:
+        if process.is_alive() and process.pid is not None:
+            os.kill(process.pid, signal.SIGINT)
+    for process in processes:
+        process.join(timeout=30)
+        if process.is_alive():
+            process.kill()
 
 
 def _alive(pid: int) -> bool:
@@ -360,9 +647,60 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _failure_limit(exp: ValidatedExperiment, trials: list[Any]) -> str | None:
+    from optuna.trial import TrialState
+
+    strategy = exp.spec.strategy
+    if strategy.max_failures is None and strategy.max_failure_rate is None:
+        return None
+    ended = finished(trials)
+    failed = sum(t.state == TrialState.FAIL for t in ended)
+    if strategy.max_failures is not None and failed > strategy.max_failures:
+        return f"{failed} trials failed, more than strategy.max_failures ({strategy.max_failures})"
+    rate = strategy.max_failure_rate
+    if rate is not None and len(ended) >= MIN_TRIALS_FOR_FAILURE_RATE and failed / len(ended) > rate:
+        return f"{failed} of {len(ended)} trials failed, more than strategy.max_failure_rate ({rate:g})"
+    return None
+
+
+class _ProgressReporter:
+    """Counts finished trials of the whole study (all workers) and forwards them."""
+
+    def __init__(self, session: _Session, sink: Callable[[Progress], None] | None) -> None:
+        self.session, self.sink = session, sink
+        self.last: tuple[int, float | None] | None = None
+
+    def send(self, started: bool = True) -> None:
+        if self.sink is None:
+            return
+        session = self.session
+        trials = session.study.get_trials(deepcopy=False)
+        done = len(finished(trials))
+        best = best_trial(trials)
+        state = (done, None if best is None else best.value)
+        if started and state == self.last:
+            return
+        self.last = state
+        self.sink(
+            Progress(
+                done=done,
+                total=max(done, session.budget.target(session.study)),
+                best_score=state[1],
+                started=started,
+                resumed_from=session.done_before,
+                requeued=session.requeued,
+            )
+        )
+
+    def callback(self, study: Any, trial: Any) -> None:
+        self.send()
+
+
+# -- outputs -----------------------------------------------------------------------------
+
 def write_outputs(
     exp: ValidatedExperiment,
-    study: Any,
+    session: _Session,
     setup: Setup,
     status: str,
     refit: bool,
@@ -375,16 +713,18 @@ def write_outputs(
     spec = exp.spec
     out = exp.output_dir
     metric = exp.metric
-    trials = study.get_trials(deepcopy=False)
+    trials = session.study.get_trials(deepcopy=False)
     table = results.trials_table(trials, list(spec.search_space), setup.ctx.metrics, spec.cv.train_scores)
-    files = {"study": out / results.STUDY_FILE, "trials": out / results.TRIALS_FILE}
+    files = {"trials": out / results.TRIALS_FILE}
+    if session.journal:
+        files["study"] = out / results.STUDY_FILE
     results.write_trials_csv(files["trials"], table)
-    counts = results.count_states(trials)
+    counts = count_states(trials)
     failures = results.group_failures(trials)
-    best = results.best_trial(trials)
+    best = best_trial(trials)
     if best is None and status == "complete":
         status = "failed"
-    metadata = _metadata(exp, setup, started_at, status)
+    metadata = _metadata(exp, session, setup, started_at, status)
 
     best_params: dict[str, Any] = {}
     cv_score = cv_std = train_score = test_score = None
@@ -460,7 +800,9 @@ def write_outputs(
     )
 
 
-def _metadata(exp: ValidatedExperiment, setup: Setup, started_at: datetime, status: str) -> dict[str, Any]:
+def _metadata(
+    exp: ValidatedExperiment, session: _Session, setup: Setup, started_at: datetime, status: str
+) -> dict[str, Any]:
     spec = exp.spec
     parts = fingerprint_parts(exp)
     return {
@@ -486,72 +828,19 @@ def _metadata(exp: ValidatedExperiment, setup: Setup, started_at: datetime, stat
             "train_rows": len(setup.split.y_train),
             "test_rows": 0 if setup.split.y_test is None else len(setup.split.y_test),
         },
-        "study": {"name": spec.name, "storage": str(exp.output_dir / results.STUDY_FILE), "sampler": spec.strategy.kind},
-        "command": sys.argv,
+        "study": {
+            "name": spec.name,
+            "storage": session.where,  # a database URL with its password masked
+            "sampler": spec.strategy.kind,
+            "workers": session.workers,
+        },
+        "command": [_mask_argument(a) for a in sys.argv],
         "started_at": started_at.isoformat(timespec="seconds"),
     }
 
 
-class _ProgressTracker:
-    """An Optuna callback that keeps the count and best score and forwards them."""
-
-    def __init__(
-        self, total: int, done: int, best: float | None, sink: Callable[[Progress], None] | None, requeued: int
-    ) -> None:
-        self.total, self.done, self.best, self.sink = total, done, best, sink
-        self.resumed_from = done
-        self.requeued = requeued
-
-    def _send(self, state: str | None) -> None:
-        if self.sink:
-            self.sink(Progress(self.done, self.total, self.best, state, self.resumed_from, self.requeued))
-
-    def start(self) -> None:
-        self._send(None)
-
-    def __call__(self, study: Any, trial: Any) -> None:
-        from optuna.trial import TrialState
-
-        if trial.user_attrs.get(ATTR_INTERRUPTED):
-            return
-        self.done += 1
-        if trial.state == TrialState.COMPLETE and (self.best is None or trial.value > self.best):
-            self.best = trial.value
-        self._send(trial.state.name)
-
-
-class _FailureLimit:
-    """An Optuna callback that stops the study when failures pass the configured limits."""
-
-    def __init__(self, max_failures: int | None, max_rate: float | None, trials: list[Any]) -> None:
-        from optuna.trial import TrialState
-
-        self.max_failures, self.max_rate = max_failures, max_rate
-        finished = results.finished(trials)
-        self.failed = sum(t.state == TrialState.FAIL for t in finished)
-        self.finished = len(finished)
-        self.tripped: str | None = None
-
-    def __call__(self, study: Any, trial: Any) -> None:
-        from optuna.trial import TrialState
-
-        if trial.user_attrs.get(ATTR_INTERRUPTED):
-            return
-        self.finished += 1
-        self.failed += trial.state == TrialState.FAIL
-        if self.max_failures is not None and self.failed > self.max_failures:
-            self.tripped = f"{self.failed} trials failed, more than strategy.max_failures ({self.max_failures})"
-        elif (
-            self.max_rate is not None
-            and self.finished >= MIN_TRIALS_FOR_FAILURE_RATE
-            and self.failed / self.finished > self.max_rate
-        ):
-            self.tripped = (
-                f"{self.failed} of {self.finished} trials failed, more than "
-                f"strategy.max_failure_rate ({self.max_rate:g})"
-            )
-        if self.tripped:
-            study.stop()
+def _mask_argument(argument: str) -> str:
+    return storage_mod.mask_url(argument) if storage_mod.is_database_url(argument) else argument
 
 
 def _all_failed_message(failures: list[tuple[str, int, str]]) -> str:

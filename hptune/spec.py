@@ -172,6 +172,7 @@ class StrategySpec(_Section):
     n_jobs: int = 1
     max_failures: int | None = Field(None, ge=0)
     max_failure_rate: float | None = Field(None, gt=0.0, le=1.0)
+    threads_per_worker: int | None = Field(None, ge=1)
 
     @field_validator("n_jobs")
     @classmethod
@@ -187,6 +188,17 @@ DEFAULT_N_TRIALS = 50
 
 class OutputSpec(_Section):
     dir: str | None = None
+    storage: str | None = None
+
+    @field_validator("storage")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is not None and "://" not in value:
+            raise ValueError(
+                f"expected a database URL such as postgresql://user@host/db, found {value!r} "
+                "(without `storage`, the study is a journal file in the output folder)"
+            )
+        return value
 
 
 class Experiment(_Section):

@@ -37,6 +37,7 @@ class Overrides:
     n_jobs: int | None = None
     seed: int | None = None
     out: str | None = None
+    storage: str | None = None
 
 
 @dataclass
@@ -324,8 +325,9 @@ def _apply(spec: Experiment, o: Overrides) -> Experiment:
     update: dict[str, Any] = {"strategy": strategy}
     if o.seed is not None:
         update["seed"] = o.seed
-    if o.out is not None:
-        update["output"] = spec.output.model_copy(update={"dir": o.out})
+    output = {k: v for k, v in (("dir", o.out), ("storage", o.storage)) if v is not None}
+    if output:
+        update["output"] = spec.output.model_copy(update=output)
     return spec.model_copy(update=update)
 
 

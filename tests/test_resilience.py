@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from hptune.results import write_atomic
-from hptune.runner import journal_storage
+from hptune.storage import journal_storage
 from tests.conftest import run_cli
 
 SLOW_TRIALS = """

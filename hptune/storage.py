@@ -1,0 +1,87 @@
+"""Where a study lives: a journal file on one machine, or a database shared by many.
+
+Optuna's own designs do the distributed work: the journal file (with its file lock) for the
+worker processes of one machine, RDBStorage (PostgreSQL, MySQL) with heartbeats for many
+machines. This module only opens them robustly and keeps credentials out of anything shown.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: Seconds between a running trial's heartbeats, and after which a silent trial is failed.
+HEARTBEAT_INTERVAL = 5
+HEARTBEAT_GRACE = 20
+#: Attempts to create Optuna's tables when many workers start at once on an empty database.
+_CREATE_ATTEMPTS = 12
+
+
+def is_database_url(url: str | None) -> bool:
+    return bool(url) and "://" in str(url)
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ``***``, for output files and logs."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - never let masking fail; hide everything after the scheme
+        scheme = url.split("://", 1)[0]
+        return f"{scheme}://***"
+
+
+def journal_storage(path: Path) -> Any:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def database_storage(url: str, on_stale_trial: Callable[[Any, Any], None] | None = None) -> Any:
+    """An RDBStorage with heartbeats, surviving the race of many workers creating its tables.
+
+    Several processes creating Optuna's tables at once on an empty database make all but one
+    fail (duplicate table/type errors); the losers wait a moment and try again, then find the
+    tables there.
+    """
+    import sqlalchemy.exc
+    from optuna.storages import RDBStorage
+
+    for attempt in range(1, _CREATE_ATTEMPTS + 1):
+        try:
+            return RDBStorage(
+                url,
+                engine_kwargs={"pool_pre_ping": True},
+                heartbeat_interval=HEARTBEAT_INTERVAL,
+                grace_period=HEARTBEAT_GRACE,
+                heartbeat_stale_trial_callback=on_stale_trial,
+            )
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.InternalError) as exc:
+            if attempt == _CREATE_ATTEMPTS:
+                raise
+            log.debug("creating Optuna's tables raced another worker (%s); retrying", type(exc).__name__)
+            time.sleep(random.uniform(0.05, 0.3) * attempt)
+    raise AssertionError("unreachable")
+
+
+def claim(storage: Any, name: str) -> bool:
+    """True for exactly one caller of all processes sharing ``storage``.
+
+    It creates an (empty) study named ``name``; study names are unique in every Optuna
+    storage, so only one creation succeeds, however many processes race.
+    """
+    import optuna
+
+    try:
+        optuna.create_study(study_name=name, storage=storage, load_if_exists=False)
+    except optuna.exceptions.DuplicatedStudyError:
+        return False
+    return True

@@ -1,0 +1,108 @@
+"""What hptune records on Optuna trials, and how it reads them back.
+
+Attribute names live here, with the predicates built on them, so the objective that writes
+them, the runner that counts them and the results that show them agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Trial user attributes.
+ATTR_CV = "cv"  # fold-by-fold scores and timings
+ATTR_ERROR = "error"  # "ExceptionType: message" of a failed trial
+ATTR_TRACEBACK = "traceback"
+ATTR_WARNINGS = "warnings"  # distinct warnings the trial raised (first few)
+ATTR_WORKER = "hptune_worker"  # "host:pid" of the process running the trial
+ATTR_INTERRUPTED = "hptune_interrupted"  # cut short by Ctrl-C, SIGTERM or a dead process
+ATTR_SKIPPED = "hptune_skipped"  # asked for after the budget was spent; never ran
+ATTR_GRID_POINT = "hptune_grid_point"  # index of an enqueued grid point
+ATTR_RETRY_OF = "hptune_retry_of"  # number of the trial whose parameters this one re-runs
+ATTR_RETRY_REASON = "hptune_retry_reason"  # interrupted | died | failed
+
+#: Study user attributes.
+STUDY_FINGERPRINT = "hptune_fingerprint"
+STUDY_FINGERPRINT_PARTS = "hptune_fingerprint_parts"
+STUDY_GRID_QUEUED = "hptune_grid_queued"
+STUDY_RETRIED_FAILURES = "hptune_retried_failures"  # failed trials re-queued by --retry-failed
+STUDY_EXTRA_BUDGET = "hptune_extra_budget"  # trials added to n_trials by --retry-failed
+
+
+def is_interrupted(trial: Any) -> bool:
+    """Cut short by Ctrl-C, SIGTERM or a process that died: it does not count as run.
+
+    A failed trial without an error message failed outside the objective: Optuna's heartbeat
+    found its worker dead.
+    """
+    from optuna.trial import TrialState
+
+    if trial.user_attrs.get(ATTR_INTERRUPTED):
+        return True
+    return trial.state == TrialState.FAIL and ATTR_ERROR not in trial.user_attrs and not is_skipped(trial)
+
+
+def is_skipped(trial: Any) -> bool:
+    return bool(trial.user_attrs.get(ATTR_SKIPPED))
+
+
+def holds_budget(trial: Any) -> bool:
+    """Counts toward n_trials: finished, running or queued, but not interrupted or skipped."""
+    return not is_interrupted(trial) and not is_skipped(trial)
+
+
+def finished(trials: list[Any]) -> list[Any]:
+    """Trials that ran to an end: complete, pruned, or failed because they raised."""
+    return [t for t in trials if t.state.is_finished() and holds_budget(t)]
+
+
+def shown(trials: list[Any]) -> list[Any]:
+    """Trials that belong in the results table: all but queued and skipped ones."""
+    from optuna.trial import TrialState
+
+    return [t for t in trials if t.state != TrialState.WAITING and not is_skipped(t)]
+
+
+def count_states(trials: list[Any]) -> dict[str, int]:
+    """Trials by outcome; interrupted ones apart from those that failed by raising."""
+    counts = {"complete": 0, "fail": 0, "pruned": 0, "interrupted": 0, "running": 0}
+    for trial in shown(trials):
+        state = trial.state.name.lower()
+        if is_interrupted(trial):
+            counts["interrupted"] += 1
+        elif state in counts:
+            counts[state] += 1
+    return counts
+
+
+def best_trial(trials: list[Any]) -> Any | None:
+    """The complete trial with the highest score; the earliest one wins a tie (as GridSearchCV)."""
+    from optuna.trial import TrialState
+
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        return None
+    return max(complete, key=lambda t: (t.value, -t.number))
+
+
+def error_text(trial: Any) -> str | None:
+    if ATTR_ERROR in trial.user_attrs:
+        return trial.user_attrs[ATTR_ERROR]
+    if is_interrupted(trial):
+        return "interrupted: its worker stopped sending heartbeats (killed or crashed)"
+    return None
+
+
+def requeue(study: Any, trial: Any, reason: str) -> None:
+    """Queue ``trial``'s parameters to run again (as a new trial that says which it re-runs)."""
+    attrs = {ATTR_RETRY_OF: trial.number, ATTR_RETRY_REASON: reason}
+    if ATTR_GRID_POINT in trial.user_attrs:
+        attrs[ATTR_GRID_POINT] = trial.user_attrs[ATTR_GRID_POINT]
+    study.enqueue_trial(dict(trial.params), user_attrs=attrs)
+
+
+def requeue_dead(study: Any, trial: Any) -> None:
+    """Re-run a dead worker's trial, once: not if it was itself the re-run of a dead one,
+    so parameters that kill their worker (out of memory, say) cannot loop forever."""
+    if trial.user_attrs.get(ATTR_RETRY_REASON) == "died":
+        return
+    requeue(study, trial, "died")

@@ -1,0 +1,203 @@
+"""Many workers, one study: local worker processes, and PostgreSQL shared by many processes.
+
+The PostgreSQL tests need a real server: `scripts/postgres.sh` starts one and exports
+HPTUNE_TEST_POSTGRES_URL. In CI (CI=true) a missing server fails these tests, never skips them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from hptune.storage import database_storage
+from tests.conftest import run_cli
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh, empty database on the test server; dropped afterwards."""
+    admin = os.environ.get("HPTUNE_TEST_POSTGRES_URL")
+    if not admin:
+        if os.environ.get("CI") or os.environ.get("HPTUNE_REQUIRE_POSTGRES"):
+            pytest.fail("HPTUNE_TEST_POSTGRES_URL is not set: .ci/run must start PostgreSQL (scripts/postgres.sh)")
+        pytest.skip("no PostgreSQL: run `eval \"$(bash scripts/postgres.sh)\"` first")
+    import psycopg
+
+    name = f"hptune_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    # The password is ignored by the test server (trust) but must never appear in any output.
+    base, _, _ = admin.rpartition("/")
+    yield base.replace("postgres@", "postgres:s3cret-pw@", 1) + f"/{name}"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _hptune(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hptune", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _finish(process: subprocess.Popen, timeout: float = 300) -> tuple[str, str]:
+    stdout, stderr = process.communicate(timeout=timeout)
+    assert process.returncode == 0, stderr
+    return stdout, stderr
+
+
+def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=database_storage(url)).get_trials(deepcopy=False)
+
+
+def _finished(trials):
+    return [t for t in trials if t.state.is_finished() and not t.user_attrs.get("hptune_skipped")
+            and not t.user_attrs.get("hptune_interrupted") and (t.state != optuna.trial.TrialState.FAIL or "error" in t.user_attrs)]
+
+
+RANDOM = """
+name: shared-random
+seed: 5
+data: {dataset: iris}
+model: {estimator: decision_tree}
+search_space:
+  max_depth: {type: int, low: 1, high: 10}
+  min_samples_leaf: {type: int, low: 1, high: 20}
+cv: {folds: 3}
+strategy: {kind: random, n_trials: 9}
+"""
+
+
+@pytest.mark.slow
+def test_three_workers_on_an_empty_database_finish_exactly_n_trials(postgres_url, write_spec, tmp_path: Path) -> None:
+    spec = write_spec(RANDOM)
+    workers = [_hptune("run", spec, "--worker", "--storage", postgres_url, "--worker-index", i, "-q") for i in range(3)]
+    outputs = [_finish(w) for w in workers]
+    trials = _trials(postgres_url, "shared-random")
+    assert len(_finished(trials)) == 9
+    assert len({t.number for t in trials}) == len(trials)
+    params = [tuple(sorted(t.params.items())) for t in _finished(trials)]
+    assert len(set(params)) > 1  # distinct seeds per worker: not nine copies of one point
+
+    out = tmp_path / "out"
+    final = run_cli("finalize", spec, "--storage", postgres_url, "--out", out)
+    assert final.exit_code == 0, final
+    table = pd.read_csv(out / "trials.csv")
+    assert len(table) == 9 and (table["state"] == "COMPLETE").all()
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "complete" and run["study"]["storage"].startswith("postgresql://postgres:***@")
+    everything = [*(o for pair in outputs for o in pair), final.stdout, final.stderr]
+    everything += [p.read_text(errors="replace") for p in out.iterdir()]
+    assert not [text for text in everything if "s3cret-pw" in text]
+    assert not (out / "study.journal").exists()
+
+
+@pytest.mark.slow
+def test_a_grid_run_by_three_workers_visits_each_point_once(postgres_url, write_spec) -> None:
+    spec = write_spec(
+        """
+        name: shared-grid
+        data: {dataset: iris}
+        model: {estimator: decision_tree}
+        search_space:
+          max_depth: [1, 2, 3, 4]
+          criterion: [gini, entropy, log_loss]
+        cv: {folds: 3}
+        strategy: {kind: grid}
+        """
+    )
+    workers = [_hptune("run", spec, "--worker", "--storage", postgres_url, "-q") for _ in range(3)]
+    for worker in workers:
+        _finish(worker)
+    trials = _finished(_trials(postgres_url, "shared-grid"))
+    points = sorted((t.params["max_depth"], t.params["criterion"]) for t in trials)
+    assert points == sorted((d, c) for d in [1, 2, 3, 4] for c in ["gini", "entropy", "log_loss"])
+
+
+SLOW = """
+name: shared-slow
+seed: 2
+data: {dataset: digits}
+model: {estimator: svc}
+search_space:
+  C: {type: float, low: 0.1, high: 100, log: true}
+cv: {folds: 5}
+strategy: {kind: random, n_trials: 8}
+"""
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_has_its_trial_failed_and_retried(postgres_url, write_spec, tmp_path: Path) -> None:
+    spec = write_spec(SLOW)
+    victim = _hptune("run", spec, "--worker", "--storage", postgres_url, "-q")
+    deadline = time.monotonic() + 120
+    running = []
+    while not running:  # wait until the victim is inside a trial
+        assert time.monotonic() < deadline and victim.poll() is None
+        try:
+            trials = _trials(postgres_url, "shared-slow")
+        except KeyError:
+            trials = []
+        running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING and t.params
+                   and t.user_attrs.get("hptune_worker", "").endswith(f":{victim.pid}")]
+        time.sleep(0.05)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.communicate()
+    killed = running[0]
+
+    survivor = _hptune("run", spec, "--storage", postgres_url, "--out", tmp_path / "out", "-q")
+    _finish(survivor, timeout=400)
+    trials = _trials(postgres_url, "shared-slow")
+    assert len(_finished(trials)) == 8
+    after = next(t for t in trials if t.number == killed.number)
+    assert after.state == optuna.trial.TrialState.FAIL
+    retries = [t for t in trials if t.user_attrs.get("hptune_retry_of") == killed.number]
+    assert len(retries) == 1 and retries[0].state == optuna.trial.TrialState.COMPLETE
+    assert retries[0].params == killed.params
+    table = pd.read_csv(tmp_path / "out" / "trials.csv")
+    assert "heartbeats" in table.loc[table["number"] == killed.number, "error"].iloc[0]
+
+
+def test_n_jobs_2_on_local_storage_runs_the_same_trials_consistently(write_spec, tmp_path: Path) -> None:
+    spec = write_spec(RANDOM.replace("n_trials: 9", "n_trials: 8"))
+    out = tmp_path / "out"
+    result = run_cli("run", spec, "--out", out, "--n-jobs", "2")
+    assert result.exit_code == 0, result
+    table = pd.read_csv(out / "trials.csv")
+    assert len(table) == 8 and (table["state"] == "COMPLETE").all()
+    assert sorted(table["number"]) == list(range(8))
+    best = yaml.safe_load((out / "best.yaml").read_text())
+    winner = table.sort_values(["rank_test_accuracy", "number"]).iloc[0]
+    assert best["trial"] == winner["number"] and best["cv_score"] == winner["mean_test_accuracy"]
+    assert json.loads((out / "run.json").read_text())["study"]["workers"] == 2
+    assert "trial 8/8 done" in result.stderr
+
+
+def test_a_local_grid_with_two_workers_visits_each_point_once(write_spec, tmp_path: Path) -> None:
+    spec = write_spec(
+        """
+        name: local-grid
+        data: {dataset: iris}
+        model: {estimator: decision_tree}
+        search_space:
+          max_depth: [1, 2, 3, 4, 5, 6]
+          criterion: [gini, entropy]
+        cv: {folds: 3}
+        strategy: {kind: grid, n_jobs: 2}
+        """
+    )
+    out = tmp_path / "out"
+    assert run_cli("run", spec, "--out", out, "-q").exit_code == 0
+    table = pd.read_csv(out / "trials.csv")
+    points = sorted(zip(table["param_max_depth"], table["param_criterion"], strict=True))
+    assert points == sorted((d, c) for d in range(1, 7) for c in ["gini", "entropy"])

@@ -27,6 +27,14 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
 
+# Benchmarks against GridSearchCV, RandomizedSearchCV, HalvingRandomSearchCV and a plain Optuna
+# loop; they write bench/results.md and bench/results.json (full: under 15 min on 2 cores).
+bench: install
+	$(BIN)/python bench/run.py --profile full
+
+bench-quick: install
+	$(BIN)/python bench/run.py --profile quick --out bench/quick
+
 lint: install
 	$(BIN)/ruff check hptune tests bench
 

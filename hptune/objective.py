@@ -143,11 +143,16 @@ class Budget:
 class Objective:
     """The Optuna objective: suggest parameters, cross-validate, record, return the mean score."""
 
-    def __init__(self, ctx: CVContext, space: Space, grid: bool, budget: Budget | None = None) -> None:
+    def __init__(
+        self, ctx: CVContext, space: Space, grid: bool, budget: Budget | None = None, report_folds: bool = False
+    ) -> None:
         self.ctx = ctx
         self.space = space
         self.grid = grid
         self.budget = budget
+        # Each report is a write to the study (an fsync'd line in a journal file): made only
+        # when a pruner will read them.
+        self.report_folds = report_folds
 
     def __call__(self, trial: Any) -> float:
         import optuna
@@ -167,7 +172,7 @@ class Objective:
             warnings.simplefilter("always")
             try:
                 params = suggest(trial, self.space, grid=self.grid)
-                result = cross_validate_folds(self.ctx, params, report)
+                result = cross_validate_folds(self.ctx, params, report if self.report_folds else None)
                 score = result.mean_test(main)
                 if not math.isfinite(score):
                     raise TrialScoreError(f"{main} is {score} (not a finite number)")

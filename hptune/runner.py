@@ -284,6 +284,7 @@ def open_storage(exp: ValidatedExperiment) -> Any:
     url = exp.spec.output.storage
     if url:
         return storage_mod.database_storage(url, on_stale_trial=requeue_dead)
+    exp.output_dir.mkdir(parents=True, exist_ok=True)
     return storage_mod.journal_storage(exp.output_dir / results.STUDY_FILE)
 
 

@@ -1,0 +1,96 @@
+"""The tools users would pick instead of hptune, run as whole commands for the benchmarks.
+
+Each subcommand does the same work as the hptune experiment it is compared with and prints a
+JSON line with what the benchmark checks (scores), so wall time includes start-up as it does
+for `hptune run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+
+
+def _digits():
+    from sklearn.datasets import load_digits
+
+    return load_digits(return_X_y=True, as_frame=True)
+
+
+def gridsearch(args: argparse.Namespace) -> dict:
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.svm import SVC
+
+    X, y = _digits()
+    grid = {"C": args.C, "gamma": args.gamma}
+    search = GridSearchCV(
+        SVC(random_state=0), grid, cv=StratifiedKFold(args.folds), n_jobs=args.n_jobs,
+        return_train_score=args.train_scores,
+    ).fit(X, y)
+    means = {f"{p['C']!r}|{p['gamma']!r}": float(m) for p, m in zip(search.cv_results_["params"], search.cv_results_["mean_test_score"], strict=True)}
+    return {"best_score": float(search.best_score_), "means": means}
+
+
+def optuna_loop(args: argparse.Namespace) -> dict:
+    """The loop a user writes by hand: TPE, cross_val_score on fixed folds, in-memory study."""
+    import optuna
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    folds = list(StratifiedKFold(args.folds, shuffle=True, random_state=args.seed).split(X, y))
+
+    def objective(trial: optuna.Trial) -> float:
+        C = trial.suggest_float("C", 1e-3, 1e3, log=True)
+        return float(cross_val_score(LogisticRegression(C=C, random_state=args.seed), X, y, cv=folds).mean())
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=args.seed))
+    study.optimize(objective, n_trials=args.trials)
+    LogisticRegression(C=study.best_params["C"], random_state=args.seed).fit(X, y)
+    return {"best_score": study.best_value, "best_C": study.best_params["C"]}
+
+
+def gridsearch_csv(args: argparse.Namespace) -> dict:
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+    frame = pd.read_csv(args.path)
+    X, y = frame.drop(columns=["target"]), frame["target"]
+    search = GridSearchCV(
+        LogisticRegression(random_state=0), {"C": args.C}, cv=StratifiedKFold(args.folds), n_jobs=1,
+        return_train_score=True,
+    ).fit(X, y)
+    return {"best_score": float(search.best_score_)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    grid = sub.add_parser("gridsearch")
+    grid.add_argument("--C", type=float, nargs="+", required=True)
+    grid.add_argument("--gamma", type=float, nargs="+", required=True)
+    grid.add_argument("--folds", type=int, default=3)
+    grid.add_argument("--n-jobs", type=int, default=1)
+    grid.add_argument("--train-scores", action="store_true")
+    loop = sub.add_parser("optuna-loop")
+    loop.add_argument("--trials", type=int, default=200)
+    loop.add_argument("--folds", type=int, default=5)
+    loop.add_argument("--seed", type=int, default=0)
+    csv = sub.add_parser("gridsearch-csv")
+    csv.add_argument("--path", required=True)
+    csv.add_argument("--C", type=float, nargs="+", required=True)
+    csv.add_argument("--folds", type=int, default=3)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    result = {"gridsearch": gridsearch, "optuna-loop": optuna_loop, "gridsearch-csv": gridsearch_csv}[args.command](args)
+    json.dump(result, sys.stdout)
+    print()
+
+
+if __name__ == "__main__":
+    main()

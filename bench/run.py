@@ -1,0 +1,493 @@
+"""hptune side by side with the tools users would pick instead, measured in one run.
+
+    python bench/run.py [--profile full|quick|tiny]
+
+Writes bench/results.md (for people) and bench/results.json (for scripts): each row has the
+task, the measure, hptune's figure, the peer's, their ratio, the repetitions behind them
+(medians are reported: the machines are noisy) and the goal. Wall times are whole commands,
+start-up included, run one after the other on the same machine. The tiny profile only checks
+that the scripts work; its figures mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+HPTUNE = [sys.executable, "-m", "hptune"]
+PEERS = [sys.executable, str(BENCH / "peers.py")]
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "full": dict(reps=3, grid_c=[0.1, 1, 10, 100, 1000, 10000], grid_gamma=[1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
+                 budget=40, seeds=5, loop_trials=200, scaling_trials=40, memory_rows=50_000, startup_reps=10),
+    "quick": dict(reps=1, grid_c=[0.1, 10, 1000], grid_gamma=[1e-4, 1e-3, 1e-2],
+                  budget=15, seeds=2, loop_trials=60, scaling_trials=12, memory_rows=20_000, startup_reps=3),
+    "tiny": dict(reps=1, grid_c=[1, 10], grid_gamma=[1e-3, 1e-2], budget=3, seeds=1, loop_trials=4,
+                 scaling_trials=2, memory_rows=500, startup_reps=1),
+}
+
+
+@dataclass
+class Row:
+    task: str
+    measure: str
+    hptune: float | None
+    peer: float | None
+    peer_name: str
+    ratio: float | None
+    repetitions: int
+    goal: str = ""
+    met: bool | None = None
+    note: str = ""
+    samples: dict[str, list[float]] = field(default_factory=dict)
+
+
+@dataclass
+class Timed:
+    seconds: float
+    max_rss_mb: float
+    stdout: str
+
+
+def run_timed(command: list[str], cwd: Path | None = None) -> Timed:
+    """Wall time and peak RSS (of the process itself) of a whole command."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stdout, stderr = process.communicate()
+    seconds = time.perf_counter() - started
+    # communicate() reaped the child already; its rusage is in RUSAGE_CHILDREN, so measure
+    # peak memory separately where it matters (see memory()).
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n{stderr[-2000:]}")
+    return Timed(seconds, 0.0, stdout)
+
+
+# Linux keeps a process's peak RSS across fork and exec, so a child started from this (large)
+# process would report at least our own peak. A small launcher starts the command instead and
+# reports the command's peak from wait4.
+_LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+
+def peak_rss_mb(command: list[str]) -> float:
+    """Peak resident memory (MB) of one whole command."""
+    launched = subprocess.run(
+        [sys.executable, "-S", "-c", _LAUNCHER, *command], capture_output=True, text=True, check=True
+    )
+    kib, code = launched.stdout.split()[-2:]
+    if code != "0":
+        raise RuntimeError(f"{' '.join(command)} failed ({code}):\n{launched.stderr[-2000:]}")
+    return int(kib) / 1024
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def ratio_row(task: str, measure: str, ours: list[float], theirs: list[float], peer: str, goal: float | None,
+              lower_is_better: bool = True, note: str = "") -> Row:
+    h, p = median(ours), median(theirs)
+    ratio = h / p if p else None
+    met = None if goal is None or ratio is None else (ratio <= goal if lower_is_better else ratio >= goal)
+    goal_text = "" if goal is None else (f"ratio <= {goal}" if lower_is_better else f"ratio >= {goal}")
+    return Row(task, measure, h, p, peer, ratio, len(ours), goal_text, met, note, {"hptune": ours, "peer": theirs})
+
+
+def write_spec(folder: Path, name: str, text: str) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+# -- 1. GridSearchCV ---------------------------------------------------------------------
+
+def grid_spec(profile: dict[str, Any], train_scores: bool) -> str:
+    return f"""
+name: bench-grid
+data: {{dataset: digits, test_size: 0}}
+model: {{estimator: sklearn.svm.SVC, preprocessing: none}}
+search_space:
+  C: {{type: float, low: {min(profile['grid_c'])}, high: {max(profile['grid_c'])}, log: true, grid: {profile['grid_c']}}}
+  gamma: {{type: float, low: {min(profile['grid_gamma'])}, high: {max(profile['grid_gamma'])}, log: true, grid: {profile['grid_gamma']}}}
+cv: {{kind: stratified, folds: 3, shuffle: false, train_scores: {str(train_scores).lower()}}}
+strategy: {{kind: grid}}
+"""
+
+
+def against_gridsearch(profile: dict[str, Any], work: Path) -> list[Row]:
+    import pandas as pd
+
+    rows = []
+    size = len(profile["grid_c"]) * len(profile["grid_gamma"])
+    for train_scores in (True, False):
+        spec = write_spec(work, f"grid-train-{train_scores}", grid_spec(profile, train_scores))
+        for n_jobs in (1, 2):
+            ours, theirs, mismatch = [], [], 0.0
+            for rep in range(profile["reps"]):
+                out = work / f"grid-{train_scores}-{n_jobs}-{rep}"
+                ours.append(run_timed([*HPTUNE, "run", str(spec), "--out", str(out), "--n-jobs", str(n_jobs), "-q"]).seconds)
+                peer = [*PEERS, "gridsearch", "--n-jobs", str(n_jobs), "--C", *map(str, profile["grid_c"]),
+                        "--gamma", *map(str, profile["grid_gamma"])] + (["--train-scores"] if train_scores else [])
+                timed = run_timed(peer)
+                theirs.append(timed.seconds)
+                means = json.loads(timed.stdout)["means"]
+                table = pd.read_csv(out / "trials.csv")
+                for _, row in table.iterrows():
+                    key = f"{float(row['param_C'])!r}|{float(row['param_gamma'])!r}"
+                    mismatch = max(mismatch, abs(row["mean_test_accuracy"] - means[key]))
+                assert len(table) == len(means) == size
+            label = "with train scores (both)" if train_scores else "hptune train_scores: false vs peer default"
+            goal = 1.0 if n_jobs == 1 else 0.9
+            rows.append(ratio_row(
+                f"SVC on digits, {size}-point grid, 3 folds", f"wall time, n_jobs {n_jobs}, {label}",
+                ours, theirs, "GridSearchCV", goal,
+                note=f"every combination's mean score matches: max difference {mismatch:.1e}",
+            ))
+    return rows
+
+
+# -- 2. search quality at an equal budget --------------------------------------------------
+
+TASKS = {
+    "svc-digits": dict(
+        data="dataset: digits", estimator="sklearn.svm.SVC", metric="accuracy",
+        space="""  C: {type: float, low: 0.01, high: 10000, log: true}
+  gamma: {type: float, low: 1.0e-6, high: 1.0, log: true}""",
+        peer_space=lambda: {"C": _loguniform(0.01, 10000), "gamma": _loguniform(1e-6, 1.0)},
+        peer_model=lambda: __import__("sklearn.svm", fromlist=["SVC"]).SVC(random_state=0),
+        loader="load_digits",
+    ),
+    "hgb-breast-cancer": dict(
+        data="dataset: breast_cancer", estimator="sklearn.ensemble.HistGradientBoostingClassifier", metric="roc_auc",
+        fixed="params: {max_iter: 30}",
+        space="""  learning_rate: {type: float, low: 0.01, high: 1.0, log: true}
+  max_leaf_nodes: {type: int, low: 2, high: 64, log: true}
+  min_samples_leaf: {type: int, low: 1, high: 100, log: true}
+  l2_regularization: {type: float, low: 1.0e-6, high: 10, log: true}""",
+        peer_space=lambda: {"learning_rate": _loguniform(0.01, 1.0), "max_leaf_nodes": _randint_log(2, 64),
+                            "min_samples_leaf": _randint_log(1, 100), "l2_regularization": _loguniform(1e-6, 10)},
+        peer_model=lambda: __import__("sklearn.ensemble", fromlist=["HistGradientBoostingClassifier"]).HistGradientBoostingClassifier(max_iter=30, random_state=0),
+        loader="load_breast_cancer",
+    ),
+    "svr-diabetes": dict(
+        data="dataset: diabetes", estimator="sklearn.svm.SVR", metric="neg_root_mean_squared_error",
+        space="""  C: {type: float, low: 0.1, high: 100000, log: true}
+  gamma: {type: float, low: 1.0e-4, high: 10, log: true}
+  epsilon: {type: float, low: 0.01, high: 100, log: true}""",
+        peer_space=lambda: {"C": _loguniform(0.1, 1e5), "gamma": _loguniform(1e-4, 10), "epsilon": _loguniform(0.01, 100)},
+        peer_model=lambda: __import__("sklearn.svm", fromlist=["SVR"]).SVR(),
+        loader="load_diabetes",
+    ),
+}
+
+
+def _loguniform(low: float, high: float) -> Any:
+    from scipy.stats import loguniform
+
+    return loguniform(low, high)
+
+
+def _randint_log(low: int, high: int) -> Any:
+    import numpy as np
+
+    # An integer range sampled on a log scale, as hptune's {type: int, log: true} is.
+    return [int(v) for v in np.unique(np.round(np.geomspace(low, high, 64)))]
+
+
+def _run_library(spec_path: Path, out: Path, n_trials: int | None = None, seed: int | None = None) -> Any:
+    import optuna
+
+    from hptune.runner import run_experiment
+    from hptune.validate import Overrides, load_experiment
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    exp = load_experiment(spec_path, overrides=Overrides(n_trials=n_trials, seed=seed, out=str(out)))
+    return run_experiment(exp)
+
+
+def search_quality(profile: dict[str, Any], work: Path) -> list[Row]:
+    import warnings
+
+    import sklearn.datasets
+    from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+    from sklearn.model_selection import HalvingRandomSearchCV, KFold, RandomizedSearchCV, StratifiedKFold
+
+    warnings.filterwarnings("ignore")
+    rows = []
+    budget = profile["budget"]
+    for name, task in TASKS.items():
+        spec = write_spec(work, f"quality-{name}", f"""
+name: quality-{name}
+data: {{{task['data']}, test_size: 0}}
+model: {{estimator: {task['estimator']}, preprocessing: none{', ' + task['fixed'] if 'fixed' in task else ''}}}
+search_space:
+{task['space']}
+metric: {task['metric']}
+cv: {{folds: 3, shuffle: true, train_scores: false}}
+strategy: {{kind: bayesian, n_trials: {budget}}}
+""")
+        X, y = getattr(sklearn.datasets, task["loader"])(return_X_y=True, as_frame=True)
+        ours, random_best, halving_best = [], [], []
+        for seed in range(profile["seeds"]):
+            result = _run_library(spec, work / f"quality-{name}-{seed}", seed=seed)
+            ours.append(result.cv_score)
+            classification = task["metric"] != "neg_root_mean_squared_error"
+            cv = (StratifiedKFold if classification else KFold)(3, shuffle=True, random_state=seed)
+            random = RandomizedSearchCV(task["peer_model"](), task["peer_space"](), n_iter=budget, cv=cv,
+                                        scoring=task["metric"], random_state=seed, n_jobs=1).fit(X, y)
+            random_best.append(float(random.best_score_))
+            # Halving evaluates many configurations on little data; n_candidates = the budget.
+            halving = HalvingRandomSearchCV(task["peer_model"](), task["peer_space"](), n_candidates=budget, cv=cv,
+                                            scoring=task["metric"], random_state=seed, n_jobs=1,
+                                            min_resources="smallest").fit(X, y)
+            halving_best.append(float(halving.cv_results_["mean_test_score"][halving.best_index_]))
+        for peer, theirs in (("RandomizedSearchCV", random_best), ("HalvingRandomSearchCV", halving_best)):
+            h, p = median(ours), median(theirs)
+            rows.append(Row(
+                f"{name}, {budget} configurations, {profile['seeds']} seeds", f"median best CV {task['metric']} (higher is better)",
+                h, p, peer, None, len(ours), "hptune >= peer", h >= p,
+                f"hptune bayesian (TPE) per seed: {', '.join(f'{v:.4f}' for v in ours)}; peer: {', '.join(f'{v:.4f}' for v in theirs)}",
+                {"hptune": ours, "peer": theirs},
+            ))
+    return rows
+
+
+def trials_to_grid_best(profile: dict[str, Any], work: Path) -> list[Row]:
+    """How many TPE trials, on the grid's own values, reach the exhaustive grid's best score."""
+    import pandas as pd
+
+    spec_text = grid_spec(profile, train_scores=False)
+    grid_out = work / "reference-grid"
+    grid = _run_library(write_spec(work, "reference-grid", spec_text), grid_out)
+    target = grid.cv_score
+    size = len(profile["grid_c"]) * len(profile["grid_gamma"])
+    tpe_text = spec_text.replace("strategy: {kind: grid}", f"strategy: {{kind: bayesian, n_trials: {size}}}")
+    tpe_text = tpe_text.replace("name: bench-grid", "name: bench-grid-tpe")
+    # The same discrete values, as categorical choices, so "the grid's best" is reachable.
+    tpe_text = tpe_text.replace(f"C: {{type: float, low: {min(profile['grid_c'])}, high: {max(profile['grid_c'])}, log: true, grid: {profile['grid_c']}}}",
+                                f"C: {profile['grid_c']}")
+    tpe_text = tpe_text.replace(f"gamma: {{type: float, low: {min(profile['grid_gamma'])}, high: {max(profile['grid_gamma'])}, log: true, grid: {profile['grid_gamma']}}}",
+                                f"gamma: {profile['grid_gamma']}")
+    spec = write_spec(work, "grid-tpe", tpe_text)
+    needed = []
+    for seed in range(profile["seeds"]):
+        out = work / f"grid-tpe-{seed}"
+        _run_library(spec, out, seed=seed)
+        table = pd.read_csv(out / "trials.csv").sort_values("number")
+        reached = table.index[table["mean_test_accuracy"] >= target - 1e-12]
+        needed.append(float(table.index.get_loc(reached[0]) + 1) if len(reached) else float("inf"))
+    share = median(needed) / size
+    return [Row(
+        f"SVC on digits, {size}-point grid", "TPE trials to reach the grid's best score (median), as a share of the grid",
+        median(needed), float(size), "exhaustive grid", share, len(needed), "ratio <= 0.4", share <= 0.4,
+        f"trials needed per seed: {', '.join(str(int(n)) if n != float('inf') else 'never' for n in needed)}",
+        {"hptune": needed},
+    )]
+
+
+# -- 3. a plain Optuna loop ----------------------------------------------------------------
+
+def against_optuna_loop(profile: dict[str, Any], work: Path) -> list[Row]:
+    trials = profile["loop_trials"]
+    spec = write_spec(work, "loop", f"""
+name: bench-loop
+data: {{dataset: iris, test_size: 0}}
+model: {{estimator: sklearn.linear_model.LogisticRegression, preprocessing: none}}
+search_space:
+  C: {{type: float, low: 0.001, high: 1000, log: true}}
+cv: {{kind: stratified, folds: 5, shuffle: true, train_scores: false}}
+strategy: {{kind: bayesian, n_trials: {trials}}}
+""")
+    ours, theirs = [], []
+    same_best = True
+    for rep in range(profile["reps"]):
+        out = work / f"loop-{rep}"
+        ours.append(run_timed([*HPTUNE, "run", str(spec), "--out", str(out), "-q"]).seconds)
+        timed = run_timed([*PEERS, "optuna-loop", "--trials", str(trials)])
+        theirs.append(timed.seconds)
+        import yaml
+
+        best = yaml.safe_load((out / "best.yaml").read_text())
+        same_best &= abs(best["cv_score"] - json.loads(timed.stdout)["best_score"]) < 1e-12
+    row = ratio_row(f"LogisticRegression on iris, {trials} TPE trials, 5 folds", "wall time, whole command",
+                    ours, theirs, "plain Optuna loop (in-memory)", 1.10)
+    overhead_ms = (median(ours) - median(theirs)) / trials * 1000
+    row.note = f"hptune's overhead: {overhead_ms:.1f} ms per trial; same best score: {same_best}"
+    return [row]
+
+
+# -- 4. parallel scaling --------------------------------------------------------------------
+
+def parallel_scaling(profile: dict[str, Any], work: Path) -> list[Row]:
+    import pandas as pd
+
+    trials = profile["scaling_trials"]
+    spec = write_spec(work, "scaling", f"""
+name: bench-scaling
+data: {{dataset: digits}}
+model: {{estimator: random_forest, params: {{n_estimators: 60}}}}
+search_space:
+  max_depth: {{type: int, low: 8, high: 20}}
+  max_features: {{type: float, low: 0.1, high: 0.3}}
+cv: {{folds: 3, train_scores: false}}
+strategy: {{kind: random, n_trials: {trials}}}
+""")
+    serial, parallel, efficiency = [], [], []
+    for rep in range(profile["reps"]):
+        serial.append(run_timed([*HPTUNE, "run", str(spec), "--out", str(work / f"s1-{rep}"), "-q", "--n-jobs", "1"]).seconds)
+        wall = run_timed([*HPTUNE, "run", str(spec), "--out", str(work / f"s2-{rep}"), "-q", "--n-jobs", "2"]).seconds
+        parallel.append(wall)
+        durations = pd.read_csv(work / f"s2-{rep}" / "trials.csv")["duration"].sum()
+        efficiency.append(durations / (wall * 2))
+    mean_trial = pd.read_csv(work / "s1-0" / "trials.csv")["duration"].mean()
+    row = ratio_row(f"random forest on digits, {trials} trials of ~{mean_trial:.2f} s, 3 folds",
+                    "wall time, n_jobs 2 vs n_jobs 1 (hptune both)", parallel, serial, "hptune n_jobs 1", 0.55)
+    eff = median(efficiency)
+    return [row, Row(row.task, "efficiency = sum of trial durations / (wall x 2 workers)", eff, None, "-", eff,
+                     len(efficiency), "efficiency >= 0.9", eff >= 0.9, "", {"hptune": efficiency})]
+
+
+# -- 5. start-up ------------------------------------------------------------------------------
+
+def startup(profile: dict[str, Any], work: Path) -> list[Row]:
+    rows = []
+    for label, command, goal in (
+        ("hptune --help", [*HPTUNE, "--help"], 0.3),
+        ("hptune validate configs/quickstart.yaml", [*HPTUNE, "validate", str(ROOT / "configs" / "quickstart.yaml")], None),
+    ):
+        samples = [run_timed(command).seconds for _ in range(profile["startup_reps"])]
+        value = median(samples)
+        rows.append(Row("start-up", f"median wall time of `{label}` (seconds)", value, None, "-", None, len(samples),
+                        f"<= {goal} s" if goal else "", None if goal is None else value <= goal, "", {"hptune": samples}))
+    return rows
+
+
+# -- 6. memory --------------------------------------------------------------------------------
+
+def memory(profile: dict[str, Any], work: Path) -> list[Row]:
+    import numpy as np
+    import pandas as pd
+    from sklearn.datasets import make_classification
+
+    rows_n = profile["memory_rows"]
+    X, y = make_classification(n_samples=rows_n, n_features=20, n_informative=10, random_state=0)
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(20)])
+    frame["target"] = y
+    csv = work / "memory.csv"
+    frame.to_csv(csv, index=False)
+    grid = [0.01, 0.1, 1.0, 10.0]
+    spec = write_spec(work, "memory", f"""
+name: bench-memory
+data: {{path: {csv}, target: target, test_size: 0}}
+model: {{estimator: sklearn.linear_model.LogisticRegression, preprocessing: none}}
+search_space:
+  C: {{type: float, low: 0.01, high: 10, log: true, grid: {grid}}}
+cv: {{kind: stratified, folds: 3, shuffle: false}}
+strategy: {{kind: grid}}
+""")
+    ours, theirs = [], []
+    for rep in range(profile["reps"]):
+        ours.append(peak_rss_mb([*HPTUNE, "run", str(spec), "--out", str(work / f"mem-{rep}"), "-q"]))
+        theirs.append(peak_rss_mb([*PEERS, "gridsearch-csv", "--path", str(csv), "--C", *map(str, grid)]))
+    del np
+    return [ratio_row(f"LogisticRegression, {rows_n:,}-row CSV x 20 features, 4-point grid", "peak RSS (MB)",
+                      ours, theirs, "GridSearchCV", 1.2)]
+
+
+# -- report -------------------------------------------------------------------------------------
+
+def machine() -> str:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{platform.machine()}, {cores} cores, {memory_gb:.0f} GiB, {platform.platform()}, Python {platform.python_version()}"
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value == float("inf"):
+        return "never"
+    return f"{value:.4g}"
+
+
+def write_reports(rows: list[Row], profile_name: str, seconds: float, out_dir: Path) -> None:
+    from importlib.metadata import version
+
+    header = {
+        "profile": profile_name,
+        "machine": machine(),
+        "versions": {name: version(name) for name in ("hptune", "scikit-learn", "optuna", "numpy")},
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "suite_seconds": round(seconds, 1),
+    }
+    def plain(value: Any) -> Any:
+        return value.item() if hasattr(value, "item") else str(value)
+
+    document = {**header, "rows": [asdict(r) for r in rows]}
+    (out_dir / "results.json").write_text(json.dumps(document, indent=2, default=plain) + "\n")
+    lines = [
+        "# hptune benchmarks",
+        "",
+        f"Profile `{profile_name}`, run on {header['date']} on {header['machine']}; "
+        f"{', '.join(f'{k} {v}' for k, v in header['versions'].items())}. The suite took {seconds / 60:.1f} min.",
+        "Figures are medians of the repetitions; ratios are hptune / peer. Wall times are whole commands, start-up included.",
+        "",
+        "| task | measure | hptune | peer | ratio | reps | goal | met | notes |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        met = "-" if r.met is None else ("yes" if r.met else "**no**")
+        lines.append(f"| {r.task} | {r.measure} | {_fmt(r.hptune)} | {_fmt(r.peer)} ({r.peer_name}) | {_fmt(r.ratio)} | "
+                     f"{r.repetitions} | {r.goal or '-'} | {met} | {r.note} |")
+    missed = [r for r in rows if r.met is False]
+    lines += ["", "## Goals missed" if missed else "## Goals", ""]
+    lines += [f"- {r.task}: {r.measure}: {_fmt(r.ratio if r.ratio is not None else r.hptune)} against {r.goal}." for r in missed] or ["All goals met."]
+    (out_dir / "results.md").write_text("\n".join(lines) + "\n")
+
+
+MEASURES = [against_gridsearch, search_quality, trials_to_grid_best, against_optuna_loop, parallel_scaling, startup, memory]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
+    parser.add_argument("--out", type=Path, default=BENCH, help="where results.md and results.json go")
+    parser.add_argument("--only", nargs="*", help="run only these measures (function names)")
+    args = parser.parse_args()
+    profile = PROFILES[args.profile]
+    rows: list[Row] = []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="hptune-bench-") as tmp:
+        for measure in MEASURES:
+            if args.only and measure.__name__ not in args.only:
+                continue
+            clock = time.perf_counter()
+            new = measure(profile, Path(tmp))
+            rows += new
+            print(f"{measure.__name__}: {time.perf_counter() - clock:.0f} s", file=sys.stderr)
+            for r in new:
+                print(f"  {r.measure}: hptune {_fmt(r.hptune)} peer {_fmt(r.peer)} ratio {_fmt(r.ratio)} {r.note}", file=sys.stderr)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_reports(rows, args.profile, time.perf_counter() - started, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -34,6 +34,8 @@ from hptune.trials import (
 )
 
 _WORKER = f"{socket.gethostname()}:{os.getpid()}"
+#: Keep every fold's slices in memory while they take at most this much in all.
+_FOLD_CACHE_BYTES = 256 * 2**20
 
 
 class TrialScoreError(ValueError):
@@ -51,6 +53,24 @@ class CVContext:
     metrics: list[str]  # the main metric first, then the extra ones
     train_scores: bool
     _scorer: Any = field(default=None, repr=False)
+    _fold_data: dict[int, tuple[Any, Any, Any, Any]] = field(default_factory=dict, repr=False)
+
+    def fold_data(self, index: int) -> tuple[Any, Any, Any, Any]:
+        """(X_train, y_train, X_test, y_test) of fold ``index``, sliced once per process.
+
+        Slicing a DataFrame costs about as much as scoring a small model, and every trial
+        needs the same slices; they are kept unless that would take much memory.
+        """
+        if index in self._fold_data:
+            return self._fold_data[index]
+        train, test = self.folds[index]
+        data = (self.X.iloc[train], self.y.iloc[train], self.X.iloc[test], self.y.iloc[test])
+        if self._data_bytes() * len(self.folds) <= _FOLD_CACHE_BYTES:
+            self._fold_data[index] = data
+        return data
+
+    def _data_bytes(self) -> int:
+        return int(self.X.memory_usage(index=False, deep=False).sum())
 
     @property
     def scorer(self) -> Any:
@@ -91,13 +111,13 @@ def cross_validate_folds(
 ) -> CVResult:
     """Fit and score ``params`` on every fold, calling ``after_fold`` after each one."""
     result = CVResult({m: [] for m in ctx.metrics}, {m: [] for m in ctx.metrics}, [], [])
-    for index, (train, test) in enumerate(ctx.folds):
-        X_train, y_train = ctx.X.iloc[train], ctx.y.iloc[train]
+    for index in range(len(ctx.folds)):
+        X_train, y_train, X_test, y_test = ctx.fold_data(index)
         started = time.perf_counter()
         estimator = fit_pipeline(ctx, params, X_train, y_train)
         result.fit_time.append(time.perf_counter() - started)
         started = time.perf_counter()
-        for metric, value in ctx.scorer(estimator, ctx.X.iloc[test], ctx.y.iloc[test]).items():
+        for metric, value in ctx.scorer(estimator, X_test, y_test).items():
             result.test[metric].append(float(value))
         result.score_time.append(time.perf_counter() - started)
         if ctx.train_scores:

@@ -354,8 +354,8 @@ def _move_aside(exp: ValidatedExperiment) -> str | None:
         if exp.spec.name in names:
             moved = f"{exp.spec.name}.old-{stamp}"
             optuna.copy_study(from_study_name=exp.spec.name, from_storage=storage, to_storage=storage, to_study_name=moved)
-            for name in (exp.spec.name, _grid_claim_name(exp.spec.name)):
-                if name in names:
+            for name in names:
+                if name == exp.spec.name or name.startswith(_grid_claim_prefix(exp.spec.name)):
                     optuna.delete_study(study_name=name, storage=storage)
             moved = f"study {moved} in {storage_mod.mask_url(url)}"
     present = [out / name for name in results.OWNED_FILES if (out / name).exists()]
@@ -372,8 +372,13 @@ def _move_aside(exp: ValidatedExperiment) -> str | None:
     return moved
 
 
-def _grid_claim_name(name: str) -> str:
-    return f"{name}.hptune-grid-claim"
+def _grid_claim_prefix(name: str) -> str:
+    return f"{name}.hptune-grid-claim-"
+
+
+def _grid_claim_name(name: str, points: int) -> str:
+    """The claim for enqueuing the grid up to ``points`` points (raising n_trials extends it)."""
+    return f"{_grid_claim_prefix(name)}{points}"
 
 
 # -- the session: one study, opened by this process ------------------------------------------
@@ -404,7 +409,7 @@ class _Session:
         self.requeued = self.fail_dead_trials()
         if options.retry_failed:
             self._retry_failures()
-        if self.exp.grid is not None and not self.study.user_attrs.get(STUDY_GRID_QUEUED):
+        if self.exp.grid is not None:
             self._enqueue_grid()
         self.done_before = len(finished(self.study.get_trials(deepcopy=False)))
 
@@ -412,9 +417,7 @@ class _Session:
         """Journal storage: a RUNNING trial whose process on this machine is gone is failed as
         interrupted and queued to run again. (Databases do this with Optuna's heartbeat.)"""
         if not self.journal:
-            import optuna
-
-            optuna.storages.fail_stale_trials(self.study)
+            storage_mod.fail_stale_trials(self.study)
             return 0
         import optuna
         from optuna.trial import TrialState
@@ -461,22 +464,31 @@ class _Session:
             self.study.set_user_attr(STUDY_EXTRA_BUDGET, extra + retried)
 
     def _enqueue_grid(self) -> None:
+        """Queue the grid's first n_trials points, once in total, in ParameterGrid order: each
+        point runs exactly once however many workers pop the queue, and ties break as in
+        GridSearchCV. Raising n_trials later queues the points not yet queued."""
         from hptune.space import encode_params
 
         exp = self.exp
-        # Enqueued once, by whichever process wins the claim, in ParameterGrid order: each
-        # point runs exactly once however many workers pop the queue, and ties break as in
-        # GridSearchCV.
-        if storage_mod.claim(self.storage, _grid_claim_name(exp.spec.name)):
-            assert exp.grid is not None
-            for index, point in enumerate(exp.grid[: exp.n_trials]):
-                self.study.enqueue_trial(
-                    encode_params(exp.spec.search_space, point), user_attrs={ATTR_GRID_POINT: index}
-                )
-            self.study.set_user_attr(STUDY_GRID_QUEUED, True)
+        assert exp.grid is not None
+        wanted = min(exp.n_trials, len(exp.grid))
+        if int(self.study.user_attrs.get(STUDY_GRID_QUEUED, 0)) >= wanted:
+            return
+        # Whichever process wins the claim enqueues; the others wait until it is done.
+        if storage_mod.claim(self.storage, _grid_claim_name(exp.spec.name, wanted)):
+            queued = {
+                t.user_attrs[ATTR_GRID_POINT] for t in self.study.get_trials(deepcopy=False)
+                if ATTR_GRID_POINT in t.user_attrs
+            }
+            for index in range(wanted):
+                if index not in queued:
+                    self.study.enqueue_trial(
+                        encode_params(exp.spec.search_space, exp.grid[index]), user_attrs={ATTR_GRID_POINT: index}
+                    )
+            self.study.set_user_attr(STUDY_GRID_QUEUED, wanted)
             return
         deadline = time.monotonic() + _GRID_WAIT
-        while not self.study.user_attrs.get(STUDY_GRID_QUEUED):
+        while int(self.study.user_attrs.get(STUDY_GRID_QUEUED, 0)) < wanted:
             if time.monotonic() > deadline:
                 raise StudyMismatchError(
                     f"another worker claimed {self.where} to enqueue the grid but did not finish; "
@@ -567,13 +579,12 @@ class _Session:
         was waited for."""
         if self.journal:
             return False
-        import optuna
         from optuna.trial import TrialState
 
         waited = False
         while self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             waited = True
-            optuna.storages.fail_stale_trials(self.study)
+            storage_mod.fail_stale_trials(self.study)
             time.sleep(1)
         return waited
 
@@ -581,6 +592,9 @@ class _Session:
         return not self.budget.spent(self.study) and not self.failure_limit_tripped() and not self._timed_out()
 
     def failure_limit_tripped(self) -> str | None:
+        strategy = self.exp.spec.strategy
+        if strategy.max_failures is None and strategy.max_failure_rate is None:
+            return None
         return _failure_limit(self.exp, self.study.get_trials(deepcopy=False))
 
 
@@ -652,8 +666,6 @@ def _failure_limit(exp: ValidatedExperiment, trials: list[Any]) -> str | None:
     from optuna.trial import TrialState
 
     strategy = exp.spec.strategy
-    if strategy.max_failures is None and strategy.max_failure_rate is None:
-        return None
     ended = finished(trials)
     failed = sum(t.state == TrialState.FAIL for t in ended)
     if strategy.max_failures is not None and failed > strategy.max_failures:

@@ -85,3 +85,15 @@ def claim(storage: Any, name: str) -> bool:
     except optuna.exceptions.DuplicatedStudyError:
         return False
     return True
+
+
+def fail_stale_trials(study: Any) -> None:
+    """Optuna's heartbeat check (fail the trials of dead workers), without its experimental-API
+    warning on every call."""
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)

@@ -23,7 +23,7 @@ ATTR_RETRY_REASON = "hptune_retry_reason"  # interrupted | died | failed
 #: Study user attributes.
 STUDY_FINGERPRINT = "hptune_fingerprint"
 STUDY_FINGERPRINT_PARTS = "hptune_fingerprint_parts"
-STUDY_GRID_QUEUED = "hptune_grid_queued"
+STUDY_GRID_QUEUED = "hptune_grid_queued"  # how many grid points are queued
 STUDY_RETRIED_FAILURES = "hptune_retried_failures"  # failed trials re-queued by --retry-failed
 STUDY_EXTRA_BUDGET = "hptune_extra_budget"  # trials added to n_trials by --retry-failed
 

@@ -180,6 +180,25 @@ def test_study_is_resumed_and_extended_not_restarted(write_spec, tmp_path: Path)
     assert list(table["number"]) == [0, 1, 2, 3, 4]
 
 
+def test_raising_n_trials_extends_a_grid_with_the_points_not_yet_run(write_spec, tmp_path: Path) -> None:
+    spec = write_spec(
+        """
+        name: grid-extend
+        data: {dataset: iris}
+        model: {estimator: decision_tree}
+        search_space:
+          max_depth: [1, 2, 3, 4, 5, 6]
+        cv: {folds: 3}
+        strategy: {kind: grid}
+        """
+    )
+    out = tmp_path / "out"
+    assert run_cli("run", spec, "--out", out, "--n-trials", "2", "-q").exit_code == 0
+    assert list(pd.read_csv(out / "trials.csv")["param_max_depth"]) == [1, 2]
+    assert run_cli("run", spec, "--out", out, "-q").exit_code == 0
+    assert sorted(pd.read_csv(out / "trials.csv")["param_max_depth"]) == [1, 2, 3, 4, 5, 6]
+
+
 def test_a_changed_experiment_does_not_mix_into_an_old_study(write_spec, tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert run_cli("run", write_spec(SVC_IRIS), "--out", out, "-q").exit_code == 0

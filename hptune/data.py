@@ -150,15 +150,20 @@ class Split:
     y_test: Any | None
 
 
-def split_holdout(data: Dataset, test_size: float, seed: int, task: str) -> Split:
-    """Hold out ``test_size`` of the rows, stratified for classification, whole groups if grouped."""
+def split_holdout(data: Dataset, test_size: float, seed: int, task: str, ordered: bool = False) -> Split:
+    """Hold out ``test_size`` of the rows: stratified for classification, whole groups if
+    grouped, and the last rows when the data is ordered in time (``ordered``)."""
     if test_size == 0:
         return Split(data.X, data.y, data.groups, None, None)
     import numpy as np
     from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
     rows = np.arange(data.n_rows)
-    if data.groups is not None:
+    if ordered:
+        # Time series: the test set is the future, never rows shuffled in from the past.
+        cut = data.n_rows - max(1, int(round(data.n_rows * test_size)))
+        train, test = rows[:cut], rows[cut:]
+    elif data.groups is not None:
         splitter = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
         train, test = next(splitter.split(rows, groups=data.groups))
     else:

@@ -34,8 +34,9 @@ from hptune.trials import (
 )
 
 _WORKER = f"{socket.gethostname()}:{os.getpid()}"
-#: Keep every fold's slices in memory while they take at most this much in all.
-_FOLD_CACHE_BYTES = 256 * 2**20
+#: Keep every fold's slices in memory while they take at most this much in all: on small
+#: data slicing costs as much as fitting; on large data the copies would cost memory instead.
+_FOLD_CACHE_BYTES = 16 * 2**20
 
 
 class TrialScoreError(ValueError):

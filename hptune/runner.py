@@ -267,7 +267,7 @@ def prepare(exp: ValidatedExperiment) -> Setup:
     from hptune.objective import CVContext
 
     spec = exp.spec
-    split = split_holdout(exp.data, spec.data.test_size, spec.seed, exp.task)
+    split = split_holdout(exp.data, spec.data.test_size, spec.seed, exp.task, ordered=spec.cv.kind == "timeseries")
     splitter = make_splitter(spec.cv, exp.task, spec.seed, has_groups=split.groups_train is not None)
     ctx = CVContext(
         pipeline=build_pipeline(exp.estimator_class, exp.fixed_params, spec.model.preprocessing, split.X_train),
@@ -625,14 +625,12 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 def _limit_estimator_threads(setup: Setup, threads: int) -> None:
-    """Give an estimator with ``n_jobs`` its worker's share of the cores, never more."""
+    """Cap an estimator's ``n_jobs`` (when set: unset means one) at its worker's share."""
     from hptune.estimators import MODEL_STEP
 
     model = setup.ctx.pipeline.named_steps[MODEL_STEP]
-    if "n_jobs" not in model.get_params(deep=False):
-        return
-    current = model.get_params(deep=False)["n_jobs"]
-    if current is None or current == -1 or current > threads:
+    current = model.get_params(deep=False).get("n_jobs")
+    if current is not None and (current < 0 or current > threads):
         model.set_params(n_jobs=threads)
 
 
@@ -751,9 +749,9 @@ def write_outputs(
         train_score = float(np.mean(cv["train"][metric])) if spec.cv.train_scores else None
         test_scores: dict[str, float] = {}
         if refit:
-            refit_clock = time.perf_counter()
             from hptune.objective import fit_pipeline
 
+            refit_clock = time.perf_counter()
             split = setup.split
             model = fit_pipeline(setup.ctx, best_params, split.X_train, split.y_train)
             if split.X_test is not None:

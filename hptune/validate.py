@@ -186,6 +186,10 @@ class _Checker:
         )
         if task == "classification" and inferred == "regression":
             self.add(("task",), "task is classification, but the target holds continuous numbers")
+        from pandas.api.types import is_numeric_dtype
+
+        if task == "regression" and not is_numeric_dtype(data.y):
+            self.add(("task",), f"task is regression, but the target holds text (found {data.y.dtype} values)")
         target = ("data", "target") if data_spec.path else ("data",)
         if (task or inferred) == "classification":
             classes = data.y.nunique()

@@ -69,3 +69,18 @@ def test_validate_reports_several_files_at_once(tmp_path: Path) -> None:
     assert "typos.yaml:4:3: model.estimater" in result.stderr
     assert "tabs.yaml:3:1: tab character" in result.stderr
     assert "nowhere.yaml:1:1: file not found" in result.stderr
+
+
+def test_a_50_mb_file_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    spec = tmp_path / "huge.yaml"
+    with spec.open("w") as handle:
+        handle.write("name: huge\ncomment: |\n")
+        line = "  " + "x" * 98 + "\n"
+        for _ in range(500_000):
+            handle.write(line)
+    result = run_cli("run", spec, "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    size = spec.stat().st_size / 1e6
+    assert size > 50
+    assert result.stderr.splitlines()[0] == f"{spec}:1:1: file is {size:.1f} MB; an experiment file may be at most 1 MB"
+    assert not (tmp_path / "out").exists()

@@ -139,21 +139,27 @@ strategy: {kind: random, n_trials: 8}
 @pytest.mark.slow
 def test_a_worker_killed_mid_trial_has_its_trial_failed_and_retried(postgres_url, write_spec, tmp_path: Path) -> None:
     spec = write_spec(SLOW)
-    victim = _hptune("run", spec, "--worker", "--storage", postgres_url, "-q")
-    deadline = time.monotonic() + 120
-    running = []
-    while not running:  # wait until the victim is inside a trial
-        assert time.monotonic() < deadline and victim.poll() is None
-        try:
-            trials = _trials(postgres_url, "shared-slow")
-        except KeyError:
-            trials = []
-        running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING and t.params
-                   and t.user_attrs.get("hptune_worker", "").endswith(f":{victim.pid}")]
-        time.sleep(0.05)
-    os.kill(victim.pid, signal.SIGKILL)
-    victim.communicate()
-    killed = running[0]
+    killed = None
+    for _ in range(3):  # the kill may land between two trials; then kill another victim
+        victim = _hptune("run", spec, "--worker", "--storage", postgres_url, "-q")
+        deadline = time.monotonic() + 120
+        running: list[optuna.trial.FrozenTrial] = []
+        while not running:  # wait until the victim is inside a trial
+            assert time.monotonic() < deadline and victim.poll() is None
+            try:
+                trials = _trials(postgres_url, "shared-slow")
+            except KeyError:
+                trials = []
+            running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING and t.params
+                       and t.user_attrs.get("hptune_worker", "").endswith(f":{victim.pid}")]
+            time.sleep(0.05)
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.communicate()
+        now = next(t for t in _trials(postgres_url, "shared-slow") if t.number == running[0].number)
+        if now.state == optuna.trial.TrialState.RUNNING:
+            killed = now
+            break
+    assert killed is not None
 
     survivor = _hptune("run", spec, "--storage", postgres_url, "--out", tmp_path / "out", "-q")
     _finish(survivor, timeout=400)

@@ -64,6 +64,7 @@ def _main(
 ) -> None:
     if debug:
         os.environ["HPTUNE_DEBUG"] = "1"
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
 
 def _debug() -> bool:

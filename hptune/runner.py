@@ -407,6 +407,8 @@ class _Session:
         """Fail trials whose process died (re-running them once), queue failed trials again on
         --retry-failed, and enqueue the grid the first time."""
         self.requeued = self.fail_dead_trials()
+        if self.requeued:
+            log.info("failed %d trial(s) left running by dead processes; queued them again", self.requeued)
         if options.retry_failed:
             self._retry_failures()
         if self.exp.grid is not None:
@@ -556,6 +558,7 @@ class _Session:
             )
             for index in range(self.workers)
         ]
+        log.info("starting %d worker processes (%s), %d thread(s) each", self.workers, method, threads)
         for process in processes:
             process.start()
         try:

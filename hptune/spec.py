@@ -11,10 +11,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-DATASETS = ("iris", "wine", "breast_cancer", "digits", "diabetes")
-STRATEGIES = ("grid", "random", "bayesian", "cmaes", "qmc")
-CV_KINDS = ("kfold", "stratified", "group", "timeseries", "shuffle")
-
 Scalar = bool | int | float | str | None
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
@@ -213,8 +209,3 @@ class Experiment(_Section):
     cv: CVSpec = CVSpec()
     strategy: StrategySpec = StrategySpec()
     output: OutputSpec = OutputSpec()
-
-
-#: Everything a user can misspell, for "did you mean" hints: section -> allowed keys.
-def allowed_keys(model: type[BaseModel]) -> list[str]:
-    return list(model.model_fields)

@@ -40,6 +40,11 @@ class DataError(HptuneError):
     """Raised when the data named by an experiment cannot be loaded or used."""
 
 
+class StorageError(HptuneError):
+    """Raised when the study's storage cannot be opened: a bad or unreachable database URL,
+    or a missing database driver."""
+
+
 class RunFailedError(HptuneError):
     """Raised when a run finished but failed: every trial failed, or too many did.
 

@@ -168,7 +168,6 @@ def run_experiment(
     options = options or RunOptions()
     started_at = datetime.now(timezone.utc)
     clock = time.perf_counter()
-    exp.output_dir.mkdir(parents=True, exist_ok=True)
     setup = prepare(exp)
     session = open_study(exp, options)
     setup_seconds = time.perf_counter() - clock
@@ -238,7 +237,6 @@ def run_worker(
 def finalize_experiment(exp: ValidatedExperiment) -> RunResult:
     """Write trials.csv, best.yaml, model.joblib and run.json from an existing study."""
     started_at = datetime.now(timezone.utc)
-    exp.output_dir.mkdir(parents=True, exist_ok=True)
     setup = prepare(exp)
     session = open_study(exp, RunOptions(), create=False)
     status = "complete" if session.budget.spent(session.study) else "partial"

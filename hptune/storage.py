@@ -52,24 +52,45 @@ def database_storage(url: str, on_stale_trial: Callable[[Any, Any], None] | None
     fail (duplicate table/type errors); the losers wait a moment and try again, then find the
     tables there.
     """
+    import warnings
+
+    import optuna
     import sqlalchemy.exc
     from optuna.storages import RDBStorage
 
+    from hptune.errors import StorageError
+
     for attempt in range(1, _CREATE_ATTEMPTS + 1):
         try:
-            return RDBStorage(
-                url,
-                engine_kwargs={"pool_pre_ping": True},
-                heartbeat_interval=HEARTBEAT_INTERVAL,
-                grace_period=HEARTBEAT_GRACE,
-                heartbeat_stale_trial_callback=on_stale_trial,
-            )
+            with warnings.catch_warnings():
+                # Heartbeats are "experimental" in Optuna's API, and warn on every use.
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    url,
+                    engine_kwargs={"pool_pre_ping": True},
+                    heartbeat_interval=HEARTBEAT_INTERVAL,
+                    grace_period=HEARTBEAT_GRACE,
+                    heartbeat_stale_trial_callback=on_stale_trial,
+                )
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.InternalError) as exc:
             if attempt == _CREATE_ATTEMPTS:
-                raise
+                raise StorageError(f"cannot create Optuna's tables in {mask_url(url)}: {_first_line(exc)}") from None
             log.debug("creating Optuna's tables raced another worker (%s); retrying", type(exc).__name__)
             time.sleep(random.uniform(0.05, 0.3) * attempt)
+        except ImportError as exc:
+            raise StorageError(
+                f"no database driver for {mask_url(url)} ({exc.name or exc}); for PostgreSQL: "
+                f"pip install 'hptune[postgres]'"
+            ) from None
+        except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
+            raise StorageError(f"cannot open the study storage {mask_url(url)}: {_first_line(exc)}") from None
     raise AssertionError("unreachable")
+
+
+def _first_line(exc: BaseException) -> str:
+    # Database errors run to several lines (and can quote the URL): keep the first, masked.
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def claim(storage: Any, name: str) -> bool:

@@ -207,3 +207,23 @@ def test_a_local_grid_with_two_workers_visits_each_point_once(write_spec, tmp_pa
     table = pd.read_csv(out / "trials.csv")
     points = sorted(zip(table["param_max_depth"], table["param_criterion"], strict=True))
     assert points == sorted((d, c) for d in range(1, 7) for c in ["gini", "entropy"])
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://bob:pw-secret@127.0.0.1:1/nodb", "cannot open the study storage postgresql://bob:***@127.0.0.1:1/nodb"),
+        ("mysql://bob:pw-secret@127.0.0.1/x", "no database driver for mysql://bob:***@127.0.0.1/x"),
+    ],
+)
+def test_an_unusable_database_is_one_clear_error(url: str, expected: str, write_spec, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_cli("run", write_spec(RANDOM), "--storage", url, "--out", out)
+    assert result.exit_code == 2
+    assert expected in result.stderr and "pw-secret" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr and not out.exists()
+
+
+def test_storage_must_be_a_database_url(write_spec) -> None:
+    result = run_cli("run", write_spec(RANDOM), "--storage", "runs/study.db")
+    assert result.exit_code == 2 and "expected a database URL" in result.stderr

@@ -200,8 +200,11 @@ class Objective:
             except KeyboardInterrupt:
                 trial.set_user_attr(ATTR_INTERRUPTED, True)
                 trial.set_user_attr(ATTR_ERROR, "interrupted: stopped by Ctrl-C or SIGTERM")
-                # This process saw the interruption, so it alone puts the parameters back.
-                requeue(trial.study, trial, "interrupted")
+                # This process saw the interruption, so it alone puts the parameters back. They
+                # are read back from the study: the interruption may have struck between
+                # Optuna storing a parameter and caching it on ``trial``.
+                stored = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+                requeue(trial.study, stored, "interrupted")
                 raise
             except Exception as exc:
                 message = " ".join(str(exc).split()) or type(exc).__name__

@@ -100,7 +100,8 @@ def test_interrupt_saves_what_is_complete_and_the_same_command_resumes(signum, w
     interrupted = [t for t in trials if t.user_attrs.get("hptune_interrupted")]
     for trial in interrupted:  # the trial cut short ran again with the same parameters, once
         retries = [t for t in trials if t.user_attrs.get("hptune_retry_of") == trial.number]
-        assert len(retries) == 1 and retries[0].params == trial.params
+        # (cut short while sampling, it may hold only some: the rest are sampled anew)
+        assert len(retries) == 1 and trial.params.items() <= retries[0].params.items()
     assert (out / "model.joblib").exists()
 
 
@@ -129,7 +130,8 @@ def test_sigkill_leaves_no_zombie_trial_and_resume_finishes_the_budget(write_spe
     for zombie in running:
         after = next(t for t in trials if t.number == zombie.number)
         assert after.state == optuna.trial.TrialState.FAIL and after.user_attrs["hptune_interrupted"]
-        assert [t.params for t in trials if t.user_attrs.get("hptune_retry_of") == zombie.number] == [zombie.params]
+        (retry,) = [t for t in trials if t.user_attrs.get("hptune_retry_of") == zombie.number]
+        assert after.params.items() <= retry.params.items()
     table = pd.read_csv(out / "trials.csv")
     errors = list(table["error"].dropna())
     assert errors and all(error.startswith("interrupted: the process running this trial stopped") for error in errors)

@@ -264,3 +264,23 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> N
     assert os.listdir(tmp_path) == ["best.yaml"]
     write_atomic(target, "new\n")
     assert target.read_text() == "new\n" and os.listdir(tmp_path) == ["best.yaml"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.005, 0.05, 0.3])
+def test_a_second_ctrl_c_exits_at_once_and_the_study_stays_intact(delay: float, write_spec, tmp_path: Path) -> None:
+    spec, out = write_spec(SLOW_TRIALS), tmp_path / "out"
+    process = _start(spec, out)
+    _wait_for_complete_trials(out, 3, process, mid_trial=True)
+    process.send_signal(signal.SIGINT)
+    time.sleep(delay)  # while the first interruption is being handled, or the outputs written
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    resumed = subprocess.run(
+        [sys.executable, "-m", "hptune", "run", str(spec), "--out", str(out)], capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    _assert_study_finished_exactly(out, 12)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, Union
@@ -54,7 +54,6 @@ class ValidatedExperiment:
     data: Dataset
     n_trials: int
     grid: list[dict[str, Any]] | None = None
-    allow_modules: tuple[str, ...] = field(default=())
 
     @property
     def output_dir(self) -> Path:
@@ -162,7 +161,6 @@ class _Checker:
             data=data,
             n_trials=n_trials,
             grid=grid,
-            allow_modules=self.allow_modules,
         )
 
     def check_data(self, data_spec: Any) -> Dataset | None:

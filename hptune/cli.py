@@ -88,6 +88,14 @@ def _user_errors() -> Iterator[None]:
         if _debug():
             err.print_exception()
         raise typer.Exit(_report(err, exc)) from None
+    except OSError as exc:
+        # The file system said no (an --out that is a file, no permission, a full disk): the
+        # user can fix that, so it is one line and exit 2, not a traceback.
+        if _debug():
+            err.print_exception()
+        where = f": {exc.filename}" if exc.filename else ""
+        err.print(f"[red]error:[/red] {_escape(exc.strerror or str(exc))}{_escape(str(where))}")
+        raise typer.Exit(EXIT_ERROR) from None
 
 
 def _report(err: Console, exc: BaseException) -> int:

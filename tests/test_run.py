@@ -257,3 +257,11 @@ def test_examples_cover_the_promised_kinds() -> None:
     assert any(s["data"].get("path", "").endswith(".csv") for s in specs)  # a CSV
     assert any(s.get("strategy", {}).get("kind") == "grid" for s in specs)
     assert len(specs) >= 4
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_clear_error(write_spec, tmp_path: Path) -> None:
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file, not a folder")
+    result = run_cli("run", write_spec(SVC_IRIS), "--out", blocker / "out")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: Not a directory: {blocker / 'out'}"

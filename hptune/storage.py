@@ -60,6 +60,7 @@ def database_storage(url: str, on_stale_trial: Callable[[Any, Any], None] | None
 
     from hptune.errors import StorageError
 
+    url = _with_installed_driver(url)
     for attempt in range(1, _CREATE_ATTEMPTS + 1):
         try:
             with warnings.catch_warnings():
@@ -85,6 +86,27 @@ def database_storage(url: str, on_stale_trial: Callable[[Any, Any], None] | None
         except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
             raise StorageError(f"cannot open the study storage {mask_url(url)}: {_first_line(exc)}") from None
     raise AssertionError("unreachable")
+
+
+def _with_installed_driver(url: str) -> str:
+    """Point a plain ``postgresql://`` URL at psycopg 3 when that is the driver installed.
+
+    SQLAlchemy 2.1 uses psycopg 3 for plain URLs, 2.0 (the last for Python 3.10) psycopg2;
+    ``hptune[postgres]`` installs psycopg 3, so say so explicitly and both work.
+    """
+    import importlib.util
+
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - a malformed URL is reported when it is opened
+        return url
+    if parsed.drivername != "postgresql" or importlib.util.find_spec("psycopg2") is not None:
+        return url
+    if importlib.util.find_spec("psycopg") is None:
+        return url
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
 def _first_line(exc: BaseException) -> str:

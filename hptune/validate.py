@@ -187,7 +187,8 @@ class _Checker:
         from pandas.api.types import is_numeric_dtype
 
         if task == "regression" and not is_numeric_dtype(data.y):
-            self.add(("task",), f"task is regression, but the target holds text (found {data.y.dtype} values)")
+            example = data.y.dropna().iloc[0] if data.y.notna().any() else None
+            self.add(("task",), f"task is regression, but the target holds text (found {example!r})")
         target = ("data", "target") if data_spec.path else ("data",)
         if (task or inferred) == "classification":
             classes = data.y.nunique()

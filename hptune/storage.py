@@ -60,6 +60,7 @@ def database_storage(url: str, on_stale_trial: Callable[[Any, Any], None] | None
 
     from hptune.errors import StorageError
 
+    shown = mask_url(url)  # errors name the URL the user gave, not the one rewritten below
     url = _with_installed_driver(url)
     for attempt in range(1, _CREATE_ATTEMPTS + 1):
         try:
@@ -75,16 +76,16 @@ def database_storage(url: str, on_stale_trial: Callable[[Any, Any], None] | None
                 )
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.InternalError) as exc:
             if attempt == _CREATE_ATTEMPTS:
-                raise StorageError(f"cannot create Optuna's tables in {mask_url(url)}: {_first_line(exc)}") from None
+                raise StorageError(f"cannot create Optuna's tables in {shown}: {_first_line(exc)}") from None
             log.debug("creating Optuna's tables raced another worker (%s); retrying", type(exc).__name__)
             time.sleep(random.uniform(0.05, 0.3) * attempt)
         except ImportError as exc:
             raise StorageError(
-                f"no database driver for {mask_url(url)} ({exc.name or exc}); for PostgreSQL: "
+                f"no database driver for {shown} ({exc.name or exc}); for PostgreSQL: "
                 f"pip install 'hptune[postgres]'"
             ) from None
         except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
-            raise StorageError(f"cannot open the study storage {mask_url(url)}: {_first_line(exc)}") from None
+            raise StorageError(f"cannot open the study storage {shown}: {_first_line(exc)}") from None
     raise AssertionError("unreachable")
 
 

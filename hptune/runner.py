@@ -182,6 +182,10 @@ def run_experiment(
             session.run_trials(setup, on_progress)
     except KeyboardInterrupt:
         interrupted = True
+    except Exception as exc:
+        if not _caused_by_interrupt(exc):
+            raise
+        interrupted = True
     search_seconds = time.perf_counter() - search_clock
 
     tripped = session.failure_limit_tripped()
@@ -222,12 +226,17 @@ def run_worker(
     options = options or RunOptions()
     setup = prepare(exp)
     session = open_study(exp, options)
+    interrupted = False
     try:
         session.run_trials(setup, on_progress)
     except KeyboardInterrupt:
-        raise RunInterruptedError(
-            f"worker interrupted; its trial in flight is queued again in {session.where}"
-        ) from None
+        interrupted = True
+    except Exception as exc:
+        if not _caused_by_interrupt(exc):
+            raise
+        interrupted = True
+    if interrupted:
+        raise RunInterruptedError(f"worker interrupted; its trial in flight is queued again in {session.where}")
     tripped = session.failure_limit_tripped()
     if tripped:
         raise RunFailedError(f"stopped early: {tripped}")
@@ -619,6 +628,24 @@ def _worker_main(exp: ValidatedExperiment, setup: Setup, seed: int, threads: int
         session._trials_in_process(setup, threads=threads, callbacks=[])
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:
+        if not _caused_by_interrupt(exc):
+            raise
+        sys.exit(130)
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    """True when ``exc`` was raised while a KeyboardInterrupt was being handled.
+
+    A second Ctrl-C that lands inside Optuna's ``tell`` surfaces as an UnboundLocalError from
+    its ``finally`` (``updated_state`` is never set), with the KeyboardInterrupt as context.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__context__
+    return False
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

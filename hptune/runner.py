@@ -18,8 +18,8 @@ import platform
 import socket
 import sys
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -182,10 +182,6 @@ def run_experiment(
             session.run_trials(setup, on_progress)
     except KeyboardInterrupt:
         interrupted = True
-    except Exception as exc:
-        if not _caused_by_interrupt(exc):
-            raise
-        interrupted = True
     search_seconds = time.perf_counter() - search_clock
 
     tripped = session.failure_limit_tripped()
@@ -226,17 +222,12 @@ def run_worker(
     options = options or RunOptions()
     setup = prepare(exp)
     session = open_study(exp, options)
-    interrupted = False
     try:
         session.run_trials(setup, on_progress)
     except KeyboardInterrupt:
-        interrupted = True
-    except Exception as exc:
-        if not _caused_by_interrupt(exc):
-            raise
-        interrupted = True
-    if interrupted:
-        raise RunInterruptedError(f"worker interrupted; its trial in flight is queued again in {session.where}")
+        raise RunInterruptedError(
+            f"worker interrupted; its trial in flight is queued again in {session.where}"
+        ) from None
     tripped = session.failure_limit_tripped()
     if tripped:
         raise RunFailedError(f"stopped early: {tripped}")
@@ -535,7 +526,7 @@ class _Session:
 
             limits = threadpool_limits(limits=threads)
         remaining = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
-        with limits:
+        with limits, _interrupts_as_keyboard_interrupt():
             self.study.optimize(
                 Objective(setup.ctx, self.exp.spec.search_space, grid=self.exp.grid is not None, budget=self.budget),
                 n_trials=None,
@@ -628,10 +619,17 @@ def _worker_main(exp: ValidatedExperiment, setup: Setup, seed: int, threads: int
         session._trials_in_process(setup, threads=threads, callbacks=[])
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+@contextmanager
+def _interrupts_as_keyboard_interrupt() -> Iterator[None]:
+    """Let an interrupt that Optuna garbled reach the callers as the KeyboardInterrupt it is."""
+    try:
+        yield
     except Exception as exc:
-        if not _caused_by_interrupt(exc):
-            raise
-        sys.exit(130)
+        if _caused_by_interrupt(exc):
+            raise KeyboardInterrupt from exc
+        raise
 
 
 def _caused_by_interrupt(exc: BaseException) -> bool:

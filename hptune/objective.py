@@ -33,7 +33,6 @@ from hptune.trials import (
     requeue,
 )
 
-_WORKER = f"{socket.gethostname()}:{os.getpid()}"
 #: Keep every fold's slices in memory while they take at most this much in all: on small
 #: data slicing costs as much as fitting; on large data the copies would cost memory instead.
 _FOLD_CACHE_BYTES = 16 * 2**20
@@ -178,7 +177,8 @@ class Objective:
     def __call__(self, trial: Any) -> float:
         import optuna
 
-        trial.set_user_attr(ATTR_WORKER, _WORKER)
+        # Read the pid now, not at import: forked workers import this module in their parent.
+        trial.set_user_attr(ATTR_WORKER, f"{socket.gethostname()}:{os.getpid()}")
         if self.budget is not None and not self.budget.admits(trial):
             trial.set_user_attr(ATTR_SKIPPED, True)
             trial.study.stop()

@@ -561,10 +561,15 @@ class _Session:
             process.start()
         try:
             last_tidy = time.monotonic()
-            while any(p.is_alive() for p in processes):
-                wait([p.sentinel for p in processes], timeout=0.5)
+            live = list(processes)
+            while live:
+                ended = wait([p.sentinel for p in live], timeout=0.5)
+                # is_alive() reaps an ended worker: until then its pid is a zombie and looks alive.
+                live = [p for p in live if p.is_alive()]
                 progress.send()
-                if self.journal and time.monotonic() - last_tidy > 5:
+                # A worker that ended (killed, perhaps) may leave its trial RUNNING: fail it and
+                # queue it again at once, so the workers still running pick it up.
+                if self.journal and (ended or time.monotonic() - last_tidy > 5):
                     self.fail_dead_trials()
                     last_tidy = time.monotonic()
         except KeyboardInterrupt:

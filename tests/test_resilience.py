@@ -137,6 +137,35 @@ def test_sigkill_leaves_no_zombie_trial_and_resume_finishes_the_budget(write_spe
     assert errors and all(error.startswith("interrupted: the process running this trial stopped") for error in errors)
 
 
+
+@pytest.mark.slow
+def test_a_killed_local_worker_has_its_trial_failed_and_the_run_still_finishes(write_spec, tmp_path: Path) -> None:
+    """n_jobs 2 on the journal: SIGKILL one forked worker mid-trial; its parent notices, fails
+    the trial, queues it again, and the same command ends with the whole budget done."""
+    spec, out = write_spec(SLOW_TRIALS.replace("n_trials: 12}", "n_trials: 12, n_jobs: 2}")), tmp_path / "out"
+    process = _start(spec, out)
+    _wait_for_complete_trials(out, 2, process, mid_trial=True)
+    running = [
+        t for t in _study(out).get_trials(deepcopy=False)
+        if t.state == optuna.trial.TrialState.RUNNING and "hptune_worker" in t.user_attrs
+    ]
+    victim = running[0]
+    pid = int(victim.user_attrs["hptune_worker"].rpartition(":")[2])
+    assert pid != process.pid  # the worker's own pid, not its parent's
+    os.kill(pid, signal.SIGKILL)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    trials = _assert_study_finished_exactly(out, 12)
+    killed = next(t for t in trials if t.number == victim.number)
+    if killed.state == optuna.trial.TrialState.FAIL:  # killed inside the trial (not just after it)
+        assert killed.user_attrs["hptune_interrupted"]
+        (retry,) = [t for t in trials if t.user_attrs.get("hptune_retry_of") == victim.number]
+        assert killed.params.items() <= retry.params.items()
+    else:  # the kill landed as the trial was being recorded complete
+        assert killed.state == optuna.trial.TrialState.COMPLETE
+    assert len(pd.read_csv(out / "trials.csv")) == len([t for t in trials if t.state.is_finished()])
+
+
 SMALL = """
 name: small
 data: {dataset: iris}

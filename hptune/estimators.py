@@ -172,3 +172,13 @@ def _auto_preprocessor(X: Any, scale: bool) -> Any:
 def pipeline_params(params: dict[str, Any]) -> dict[str, Any]:
     """Map estimator parameter names to the pipeline's ``model__<name>``."""
     return {f"{MODEL_STEP}__{name}": value for name, value in params.items()}
+
+
+def cap_n_jobs(pipeline: Any, threads: int) -> Any:
+    """Cap the model step's ``n_jobs`` (when set: unset means one) at ``threads``; return the
+    value it had, to put back on a fitted copy."""
+    model = pipeline.named_steps[MODEL_STEP]
+    current = model.get_params(deep=False).get("n_jobs")
+    if current is not None and (current < 0 or current > threads):
+        model.set_params(n_jobs=threads)
+    return current

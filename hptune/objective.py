@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hptune.estimators import pipeline_params
+from hptune.estimators import MODEL_STEP, cap_n_jobs, pipeline_params
 from hptune.space import Space, suggest
 from hptune.trials import (
     ATTR_CV,
@@ -97,13 +97,26 @@ class CVResult:
         return {"test": self.test, "train": self.train, "fit_time": self.fit_time, "score_time": self.score_time}
 
 
-def fit_pipeline(ctx: CVContext, params: dict[str, Any], X: Any, y: Any) -> Any:
-    """A fresh copy of the template pipeline with ``params`` set, fitted on ``X, y``."""
+def fit_pipeline(ctx: CVContext, params: dict[str, Any], X: Any, y: Any, threads: int | None = None) -> Any:
+    """A fresh copy of the template pipeline with ``params`` set, fitted on ``X, y``.
+
+    ``threads`` caps BLAS/OpenMP threads and the estimator's ``n_jobs`` during the fit (for a
+    fit that runs beside busy workers); the fitted copy keeps the ``n_jobs`` it was given.
+    """
     from sklearn.base import clone
 
     estimator = clone(ctx.pipeline)
     estimator.set_params(**pipeline_params(params))
-    return estimator.fit(X, y)
+    if threads is None:
+        return estimator.fit(X, y)
+    from threadpoolctl import threadpool_limits
+
+    n_jobs = cap_n_jobs(estimator, threads)
+    with threadpool_limits(limits=threads):
+        estimator.fit(X, y)
+    if n_jobs is not None:
+        estimator.named_steps[MODEL_STEP].set_params(n_jobs=n_jobs)
+    return estimator
 
 
 def cross_validate_folds(

@@ -170,6 +170,7 @@ def run_experiment(
     clock = time.perf_counter()
     setup = prepare(exp)
     session = open_study(exp, options)
+    session.refit_ahead = True
     setup_seconds = time.perf_counter() - clock
 
     search_clock = time.perf_counter()
@@ -276,6 +277,32 @@ def prepare(exp: ValidatedExperiment) -> Setup:
         train_scores=spec.cv.train_scores,
     )
     return Setup(split, ctx)
+
+
+@dataclass
+class Refit:
+    """The best trial's parameters fitted on all training data, and its held-out scores."""
+
+    trial: int
+    model: Any
+    test_scores: dict[str, float]
+    seconds: float
+    during_search: bool = False
+
+
+def refit_trial(exp: ValidatedExperiment, setup: Setup, trial: Any, threads: int | None = None) -> Refit:
+    """Fit ``trial``'s parameters on the whole training split and score the held-out split."""
+    from hptune.objective import fit_pipeline
+    from hptune.space import decode_params
+
+    clock = time.perf_counter()
+    split = setup.split
+    params = decode_params(exp.spec.search_space, trial.params)
+    model = fit_pipeline(setup.ctx, params, split.X_train, split.y_train, threads=threads)
+    test_scores: dict[str, float] = {}
+    if split.X_test is not None:
+        test_scores = {m: float(v) for m, v in setup.ctx.scorer(model, split.X_test, split.y_test).items()}
+    return Refit(trial.number, model, test_scores, time.perf_counter() - clock, during_search=threads is not None)
 
 
 def open_storage(exp: ValidatedExperiment) -> Any:
@@ -395,6 +422,10 @@ class _Session:
         self.requeued = 0
         self.done_before = 0
         self.deadline: float | None = None
+        # Refit the best so far on a core freed by a worker that ran out of budget (set by
+        # run_experiment, which refits; a --worker does not).
+        self.refit_ahead = False
+        self.early_refit: Refit | None = None
 
     @property
     def journal(self) -> bool:
@@ -572,12 +603,28 @@ class _Session:
                 if self.journal and (ended or time.monotonic() - last_tidy > 5):
                     self.fail_dead_trials()
                     last_tidy = time.monotonic()
+                if self.refit_ahead and self.early_refit is None and 0 < len(live) < len(processes):
+                    self._refit_while_the_last_trials_run(setup, threads)
         except KeyboardInterrupt:
             _stop(processes)
             raise
         finally:
             for process in processes:
                 process.join(timeout=5)
+
+    def _refit_while_the_last_trials_run(self, setup: Setup, threads: int) -> None:
+        """A worker stopped because every trial of the budget has started: while the others
+        finish theirs, refit the best trial so far on the core it freed. If that trial is still
+        the best at the end, the refit is done already (the usual case); if not, it is redone."""
+        if not self.budget.spent(self.study):
+            return
+        best = best_trial(self.study.get_trials(deepcopy=False))
+        if best is None:
+            return
+        try:
+            self.early_refit = refit_trial(self.exp, setup, best, threads=threads)
+        except Exception:  # the refit after the search reports it, if it fails again
+            log.debug("refit during the search failed", exc_info=True)
 
     def wait_for_other_workers(self) -> bool:
         """With a shared database, wait for the trials other machines still run (bounded by
@@ -610,6 +657,8 @@ def _worker_main(exp: ValidatedExperiment, setup: Setup, seed: int, threads: int
 
     import optuna
 
+    from hptune.estimators import cap_n_jobs
+
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -617,7 +666,7 @@ def _worker_main(exp: ValidatedExperiment, setup: Setup, seed: int, threads: int
     study = optuna.load_study(
         study_name=exp.spec.name, storage=storage, sampler=make_sampler(exp.spec.strategy.kind, seed, parallel=True)
     )
-    _limit_estimator_threads(setup, threads)
+    cap_n_jobs(setup.ctx.pipeline, threads)  # this worker's share of the cores
     session = _Session(exp, study, storage, workers=1, seed=seed, moved=None)
     session.deadline = deadline
     try:
@@ -653,16 +702,6 @@ def _caused_by_interrupt(exc: BaseException) -> bool:
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
-
-
-def _limit_estimator_threads(setup: Setup, threads: int) -> None:
-    """Cap an estimator's ``n_jobs`` (when set: unset means one) at its worker's share."""
-    from hptune.estimators import MODEL_STEP
-
-    model = setup.ctx.pipeline.named_steps[MODEL_STEP]
-    current = model.get_params(deep=False).get("n_jobs")
-    if current is not None and (current < 0 or current > threads):
-        model.set_params(n_jobs=threads)
 
 
 def _stop(processes: list[Any]) -> None:
@@ -780,20 +819,18 @@ def write_outputs(
         train_score = float(np.mean(cv["train"][metric])) if spec.cv.train_scores else None
         test_scores: dict[str, float] = {}
         if refit:
-            from hptune.objective import fit_pipeline
-
-            refit_clock = time.perf_counter()
-            split = setup.split
-            model = fit_pipeline(setup.ctx, best_params, split.X_train, split.y_train)
-            if split.X_test is not None:
-                test_scores = {m: float(v) for m, v in setup.ctx.scorer(model, split.X_test, split.y_test).items()}
+            # A refit made while the last trials ran is used when its trial is still the best.
+            early = session.early_refit
+            fitted = early if early is not None and early.trial == best.number else refit_trial(exp, setup, best)
+            test_scores = fitted.test_scores
             import joblib
 
             buffer = io.BytesIO()
-            joblib.dump(model, buffer)
+            joblib.dump(fitted.model, buffer)
             files["model"] = out / results.MODEL_FILE
             results.write_atomic(files["model"], buffer.getvalue())
-            timings = {**timings, "refit": time.perf_counter() - refit_clock}
+            timings = {**timings, "refit": fitted.seconds}
+            metadata["refit_during_search"] = fitted.during_search
         test_score = test_scores.get(metric)
         document = results.best_document(
             name=spec.name,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from sklearn.datasets import load_wine
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validate
@@ -50,7 +51,13 @@ def test_grid_search_matches_grid_search_cv(write_spec, tmp_path: Path) -> None:
     assert abs(best["cv_score"] - theirs.best_score_) <= 1e-9
 
 
-def test_trial_score_equals_cross_validate_on_the_same_pipeline_and_folds(write_spec, tmp_path: Path) -> None:
+@pytest.mark.parametrize("cache_bytes", [16 * 2**20, 0], ids=["preprocessed-once-per-fold", "pipeline-per-trial"])
+def test_trial_score_equals_cross_validate_on_the_same_pipeline_and_folds(
+    cache_bytes: int, write_spec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small data has its preprocessing fitted once per fold and reused by every trial; with no
+    # room for that, each trial fits the whole pipeline. Both must be cross_validate's numbers.
+    monkeypatch.setattr("hptune.objective._FOLD_CACHE_BYTES", cache_bytes)
     spec = write_spec(
         """
         name: trial-vs-cross-validate

@@ -287,7 +287,7 @@ class Refit:
     model: Any
     test_scores: dict[str, float]
     seconds: float
-    during_search: bool = False
+    during_search: bool = False  # made on a freed core while the last trials ran
 
 
 def refit_trial(exp: ValidatedExperiment, setup: Setup, trial: Any, threads: int | None = None) -> Refit:
@@ -302,7 +302,7 @@ def refit_trial(exp: ValidatedExperiment, setup: Setup, trial: Any, threads: int
     test_scores: dict[str, float] = {}
     if split.X_test is not None:
         test_scores = {m: float(v) for m, v in setup.ctx.scorer(model, split.X_test, split.y_test).items()}
-    return Refit(trial.number, model, test_scores, time.perf_counter() - clock, during_search=threads is not None)
+    return Refit(trial.number, model, test_scores, time.perf_counter() - clock)
 
 
 def open_storage(exp: ValidatedExperiment) -> Any:
@@ -622,9 +622,12 @@ class _Session:
         if best is None:
             return
         try:
-            self.early_refit = refit_trial(self.exp, setup, best, threads=threads)
+            refit = refit_trial(self.exp, setup, best, threads=threads)
         except Exception:  # the refit after the search reports it, if it fails again
             log.debug("refit during the search failed", exc_info=True)
+            return
+        refit.during_search = True
+        self.early_refit = refit
 
     def wait_for_other_workers(self) -> bool:
         """With a shared database, wait for the trials other machines still run (bounded by

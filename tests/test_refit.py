@@ -72,6 +72,7 @@ def test_a_refit_of_a_trial_that_is_no_longer_the_best_is_not_shipped(write_spec
     stale = next(t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and t.params != best.params)
     # As if the parent had refitted `stale` while it was the best, and a later trial beat it.
     session.early_refit = refit_trial(exp, setup, stale, threads=1)
+    session.early_refit.during_search = True
 
     write_outputs(exp, session, setup, status="complete", refit=True, started_at=datetime.now(timezone.utc), timings={})
     run = json.loads((exp.output_dir / "run.json").read_text())

@@ -355,11 +355,13 @@ name: bench-scaling
 data: {{dataset: digits}}
 model: {{estimator: random_forest, params: {{n_estimators: 60}}}}
 search_space:
-  max_depth: {{type: int, low: 8, high: 20}}
-  max_features: {{type: float, low: 0.1, high: 0.3}}
+  max_depth: [8, 10, 12, 14, 16, 18, 20, 22]
+  max_features: [0.1, 0.15, 0.2, 0.25, 0.3]
 cv: {{folds: 3, train_scores: false}}
-strategy: {{kind: random, n_trials: {trials}}}
+strategy: {{kind: grid, n_trials: {trials}}}
 """)
+    # A grid, so that n_jobs 1 and n_jobs 2 run the very same trials (random search would
+    # draw other parameters, of other costs, in the second worker's stream).
     serial, parallel, efficiency = [], [], []
     search_serial, search_parallel = [], []
     pool_serial, pool_parallel = [], []
@@ -369,10 +371,10 @@ strategy: {{kind: random, n_trials: {trials}}}
         serial.append(run_timed([*HPTUNE, "run", str(spec), "--out", str(work / f"s1-{rep}"), "-q", "--n-jobs", "1"]).seconds)
         wall = run_timed([*HPTUNE, "run", str(spec), "--out", str(work / f"s2-{rep}"), "-q", "--n-jobs", "2"]).seconds
         parallel.append(wall)
-        durations = pd.read_csv(work / f"s2-{rep}" / "trials.csv")["duration"].sum()
-        efficiency.append(durations / (wall * 2))
         for folder, into in (("s1", search_serial), ("s2", search_parallel)):
             into.append(json.loads((work / f"{folder}-{rep}" / "run.json").read_text())["timings_seconds"]["search"])
+        durations = pd.read_csv(work / f"s2-{rep}" / "trials.csv")["duration"].sum()
+        efficiency.append(durations / (search_parallel[-1] * 2))
         # The same trials (hptune's serial run's parameters) through a bare multiprocessing pool.
         table = pd.read_csv(work / f"s1-{rep}" / "trials.csv")
         params = json.dumps([
@@ -400,8 +402,9 @@ strategy: {{kind: random, n_trials: {trials}}}
                               search_serial, "hptune n_jobs 1", None,
                               note=f"{paired}; what the workers scale; start-up and refit are serial")
     return [row, ceiling, against_pool, search,
-            Row(task, "efficiency = sum of trial durations / (wall x 2 workers)", eff, None, "-", eff,
-                len(efficiency), "efficiency >= 0.9", bool(eff >= 0.9), "whole-command wall", {"hptune": efficiency})]
+            Row(task, "efficiency = sum of trial durations / (search phase x 2 workers)", eff, None, "-", eff,
+                len(efficiency), "efficiency >= 0.9", bool(eff >= 0.9),
+                "how busy the workers are kept; start-up and refit are in the wall-time rows", {"hptune": efficiency})]
 
 
 # -- 5. start-up ------------------------------------------------------------------------------

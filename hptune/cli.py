@@ -407,6 +407,9 @@ def _render_summary(console: Console, result: RunResult) -> None:
         console.print(f"train {metric}: {result.train_score:.4f}")
     if result.test_score is not None:
         console.print(f"test {metric}: {result.test_score:.4f}")
+    for warning in result.refit_warnings:
+        short = warning if len(warning) <= 160 else warning[:157] + "..."
+        console.print(f"refit warning: {_escape(short)} (whole in run.json)")
     for name, path in result.files.items():
         console.print(f"{name}: {path}")
 

@@ -270,12 +270,16 @@ class Objective:
         return score
 
 
-def _record_warnings(trial: Any, caught: list[warnings.WarningMessage]) -> None:
-    if not caught:
-        return
+def distinct_warnings(caught: list[warnings.WarningMessage], limit: int = 5) -> list[str]:
+    """The first ``limit`` distinct warnings, each on one line: ``Category: message``."""
     distinct: list[str] = []
     for item in caught:
         text = f"{item.category.__name__}: {' '.join(str(item.message).split())}"
         if text not in distinct:
             distinct.append(text)
-    trial.set_user_attr(ATTR_WARNINGS, distinct[:5])
+    return distinct[:limit]
+
+
+def _record_warnings(trial: Any, caught: list[warnings.WarningMessage]) -> None:
+    if caught:
+        trial.set_user_attr(ATTR_WARNINGS, distinct_warnings(caught))

@@ -98,6 +98,7 @@ class RunResult:
     counts: dict[str, int]
     files: dict[str, Path]
     failures: list[tuple[str, int, str]] = field(default_factory=list)
+    refit_warnings: list[str] = field(default_factory=list)
     resumed_from: int = 0
     moved_aside: str | None = None
 
@@ -287,22 +288,28 @@ class Refit:
     model: Any
     test_scores: dict[str, float]
     seconds: float
+    warnings: list[str] = field(default_factory=list)  # distinct, one line each
     during_search: bool = False  # made on a freed core while the last trials ran
 
 
 def refit_trial(exp: ValidatedExperiment, setup: Setup, trial: Any, threads: int | None = None) -> Refit:
     """Fit ``trial``'s parameters on the whole training split and score the held-out split."""
-    from hptune.objective import fit_pipeline
+    import warnings
+
+    from hptune.objective import distinct_warnings, fit_pipeline
     from hptune.space import decode_params
 
     clock = time.perf_counter()
     split = setup.split
     params = decode_params(exp.spec.search_space, trial.params)
-    model = fit_pipeline(setup.ctx, params, split.X_train, split.y_train, threads=threads)
-    test_scores: dict[str, float] = {}
-    if split.X_test is not None:
-        test_scores = {m: float(v) for m, v in setup.ctx.scorer(model, split.X_test, split.y_test).items()}
-    return Refit(trial.number, model, test_scores, time.perf_counter() - clock)
+    # Kept for run.json and the summary, as a trial's are, instead of raw on stderr.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = fit_pipeline(setup.ctx, params, split.X_train, split.y_train, threads=threads)
+        test_scores: dict[str, float] = {}
+        if split.X_test is not None:
+            test_scores = {m: float(v) for m, v in setup.ctx.scorer(model, split.X_test, split.y_test).items()}
+    return Refit(trial.number, model, test_scores, time.perf_counter() - clock, distinct_warnings(caught))
 
 
 def open_storage(exp: ValidatedExperiment) -> Any:
@@ -811,6 +818,7 @@ def write_outputs(
     metadata = _metadata(exp, session, setup, started_at, status)
 
     best_params: dict[str, Any] = {}
+    refit_warnings: list[str] = []
     cv_score = cv_std = train_score = test_score = None
     if best is not None:
         from hptune.space import decode_params
@@ -834,6 +842,7 @@ def write_outputs(
             results.write_atomic(files["model"], buffer.getvalue())
             timings = {**timings, "refit": fitted.seconds}
             metadata["refit_during_search"] = fitted.during_search
+            metadata["refit_warnings"] = refit_warnings = fitted.warnings
         test_score = test_scores.get(metric)
         document = results.best_document(
             name=spec.name,
@@ -879,6 +888,7 @@ def write_outputs(
         counts=counts,
         files=files,
         failures=failures,
+        refit_warnings=refit_warnings,
     )
 
 

@@ -102,3 +102,24 @@ def test_a_refit_with_capped_threads_ships_the_configured_n_jobs_and_the_same_mo
     for ours, theirs in zip(capped.named_steps["model"].estimators_, free.named_steps["model"].estimators_, strict=True):
         np.testing.assert_array_equal(ours.tree_.threshold, theirs.tree_.threshold)
         np.testing.assert_array_equal(ours.tree_.value, theirs.tree_.value)
+
+
+def test_warnings_of_the_refit_are_kept_in_run_json_and_summarised(write_spec, tmp_path: Path) -> None:
+    spec = write_spec(
+        """
+        name: refit-warns
+        data: {dataset: iris, test_size: 0}
+        model: {estimator: logistic_regression, preprocessing: none, params: {max_iter: 3}}
+        search_space:
+          C: {type: float, low: 1, high: 10}
+        cv: {folds: 3}
+        strategy: {kind: random, n_trials: 2}
+        """
+    )
+    out = tmp_path / "out"
+    result = run_cli("run", spec, "--out", out, "-q")
+    assert result.exit_code == 0, result
+    (warning,) = json.loads((out / "run.json").read_text())["refit_warnings"]
+    assert warning.startswith("ConvergenceWarning: lbfgs failed to converge") and "\n" not in warning
+    assert "refit warning: ConvergenceWarning: lbfgs failed to converge" in result.stdout
+    assert "ConvergenceWarning" not in result.stderr  # not printed raw, many lines long

@@ -102,7 +102,7 @@ def forest_pool(args: argparse.Namespace) -> dict:
     X_train, _, y_train, _ = train_test_split(X, y, test_size=0.2, random_state=0, stratify=y)
     folds = list(StratifiedKFold(3).split(X_train, y_train))
     _FOREST_DATA = (X_train, y_train, folds)
-    trials = [dict(n_estimators=60, **p) for p in json.loads(args.params)]
+    trials = [dict(n_estimators=args.n_estimators, **p) for p in json.loads(args.params)]
     if args.n_jobs == 1:
         scores = [_forest_scores(p) for p in trials]
     else:
@@ -133,6 +133,7 @@ def main() -> None:
     pool = sub.add_parser("forest-pool")
     pool.add_argument("--params", required=True, help="JSON list of {max_depth, max_features}")
     pool.add_argument("--n-jobs", type=int, default=1)
+    pool.add_argument("--n-estimators", type=int, required=True)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     commands = {"gridsearch": gridsearch, "optuna-loop": optuna_loop, "gridsearch-csv": gridsearch_csv, "forest-pool": forest_pool}

@@ -76,12 +76,9 @@ class CVContext:
             return self._fold_data[index]
         train, test = self.folds[index]
         data = (self.X.iloc[train], self.y.iloc[train], self.X.iloc[test], self.y.iloc[test])
-        if self._data_bytes() * len(self.folds) <= _FOLD_CACHE_BYTES:
+        if _nbytes(self.X) * len(self.folds) <= _FOLD_CACHE_BYTES:
             self._fold_data[index] = data
         return data
-
-    def _data_bytes(self) -> int:
-        return int(self.X.memory_usage(index=False, deep=False).sum())
 
     def fold_inputs(self, index: int) -> tuple[Any, tuple[Any, Any, Any, Any]]:
         """What a trial fits on fold ``index``: (estimator template, (X_train, y_train, X_test, y_test)).

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,6 @@ def database_storage(url: str, on_stale_trial: Callable[[Any, Any], None] | None
     fail (duplicate table/type errors); the losers wait a moment and try again, then find the
     tables there.
     """
-    import warnings
-
-    import optuna
     import sqlalchemy.exc
     from optuna.storages import RDBStorage
 
@@ -64,9 +62,7 @@ def database_storage(url: str, on_stale_trial: Callable[[Any, Any], None] | None
     url = _with_installed_driver(url)
     for attempt in range(1, _CREATE_ATTEMPTS + 1):
         try:
-            with warnings.catch_warnings():
-                # Heartbeats are "experimental" in Optuna's API, and warn on every use.
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            with _heartbeats_without_warning():
                 return RDBStorage(
                     url,
                     engine_kwargs={"pool_pre_ping": True},
@@ -132,12 +128,20 @@ def claim(storage: Any, name: str) -> bool:
 
 
 def fail_stale_trials(study: Any) -> None:
-    """Optuna's heartbeat check (fail the trials of dead workers), without its experimental-API
-    warning on every call."""
+    """Optuna's heartbeat check: fail the trials of dead workers."""
+    import optuna
+
+    with _heartbeats_without_warning():
+        optuna.storages.fail_stale_trials(study)
+
+
+@contextmanager
+def _heartbeats_without_warning() -> Iterator[None]:
+    """Heartbeats are "experimental" in Optuna's API, and warn on every use."""
     import warnings
 
     import optuna
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
+        yield

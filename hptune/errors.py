@@ -63,3 +63,7 @@ class RunInterruptedError(HptuneError):
     """Raised after a run was stopped by Ctrl-C or SIGTERM and what was complete was saved."""
 
     result: object | None = None
+
+
+class UsageError(HptuneError):
+    """Raised when options are given together that must not be (e.g. --fresh with --worker)."""

@@ -1,223 +1,51 @@
-"""Score one set of parameters by cross-validation, fold by fold.
-
-Folds run one at a time inside the Optuna objective (not through ``cross_validate``) so a
-pruner can stop a poor trial after any fold, and each fold's scores are kept for the table.
-"""
+"""The Optuna objective: check the trial may run, suggest its parameters, cross-validate,
+record what happened on the trial, and return the value the study optimises."""
 
 from __future__ import annotations
 
-import math
-import os
-import socket
-import time
 import traceback
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from hptune.estimators import MODEL_STEP, PREPROCESS_STEP, cap_n_jobs, pipeline_params
+from hptune.crossval import CVContext, CVResult, cross_validate_folds
+from hptune.errors import HptuneError
+from hptune.processes import process_identity
+from hptune.ranking import Goal
 from hptune.space import Space, suggest
+from hptune.stopping import Admission, Budget
 from hptune.trials import (
     ATTR_CV,
     ATTR_ERROR,
-    ATTR_GRID_POINT,
     ATTR_INTERRUPTED,
-    ATTR_RETRY_OF,
     ATTR_SKIPPED,
     ATTR_TRACEBACK,
     ATTR_WARNINGS,
     ATTR_WORKER,
-    STUDY_EXTRA_BUDGET,
-    holds_budget,
     requeue,
 )
 
-#: Keep every fold's slices in memory while they take at most this much in all: on small
-#: data slicing costs as much as fitting; on large data the copies would cost memory instead.
-_FOLD_CACHE_BYTES = 16 * 2**20
 
-
-def _nbytes(array: Any) -> int:
-    """Memory held by a transformer's output: a NumPy array, a sparse matrix or a DataFrame."""
-    if hasattr(array, "memory_usage"):
-        return int(array.memory_usage(index=False, deep=False).sum())
-    if hasattr(array, "nnz"):  # CSR/CSC hold indices and indptr, COO row and col
-        return sum(int(getattr(array, part).nbytes) for part in ("data", "indices", "indptr", "row", "col") if hasattr(array, part))
-    return int(array.nbytes)
-
-
-class TrialScoreError(ValueError):
-    """A trial produced a score that cannot be ranked (NaN or infinite)."""
-
-
-@dataclass
-class CVContext:
-    """What every trial shares: the template pipeline, the training data and the folds."""
-
-    pipeline: Any
-    X: Any
-    y: Any
-    folds: list[tuple[Any, Any]]
-    metrics: list[str]  # the main metric first, then the extra ones
-    train_scores: bool
-    _scorer: Any = field(default=None, repr=False)
-    _fold_data: dict[int, tuple[Any, Any, Any, Any]] = field(default_factory=dict, repr=False)
-    _preprocessed: dict[int, tuple[Any, Any, Any, Any]] = field(default_factory=dict, repr=False)
-    _preprocessed_too_big: bool = field(default=False, repr=False)
-
-    def fold_data(self, index: int) -> tuple[Any, Any, Any, Any]:
-        """(X_train, y_train, X_test, y_test) of fold ``index``, sliced once per process.
-
-        Slicing a DataFrame costs about as much as scoring a small model, and every trial
-        needs the same slices; they are kept unless that would take much memory.
-        """
-        if index in self._fold_data:
-            return self._fold_data[index]
-        train, test = self.folds[index]
-        data = (self.X.iloc[train], self.y.iloc[train], self.X.iloc[test], self.y.iloc[test])
-        if _nbytes(self.X) * len(self.folds) <= _FOLD_CACHE_BYTES:
-            self._fold_data[index] = data
-        return data
-
-    def fold_inputs(self, index: int) -> tuple[Any, tuple[Any, Any, Any, Any]]:
-        """What a trial fits on fold ``index``: (estimator template, (X_train, y_train, X_test, y_test)).
-
-        The search space tunes only the model step, so the preprocessing step fitted on a
-        fold gives the same output in every trial. While that output is small it is computed
-        once per fold and trials fit the model step on it (the same numbers, without
-        re-imputing and re-encoding per trial); otherwise trials fit the whole pipeline.
-        """
-        if index in self._preprocessed:
-            return self.pipeline.named_steps[MODEL_STEP], self._preprocessed[index]
-        data = self.fold_data(index)
-        if PREPROCESS_STEP not in self.pipeline.named_steps or self._preprocessed_too_big:
-            return self.pipeline, data
-        from sklearn.base import clone
-
-        X_train, y_train, X_test, y_test = data
-        preprocess = clone(self.pipeline.named_steps[PREPROCESS_STEP])
-        prepared = (preprocess.fit_transform(X_train, y_train), y_train, preprocess.transform(X_test), y_test)
-        if (_nbytes(prepared[0]) + _nbytes(prepared[2])) * len(self.folds) > _FOLD_CACHE_BYTES:
-            self._preprocessed_too_big = True
-            return self.pipeline, data
-        self._preprocessed[index] = prepared
-        self._fold_data.pop(index, None)  # the raw slices are not needed again
-        return self.pipeline.named_steps[MODEL_STEP], prepared
-
-    @property
-    def scorer(self) -> Any:
-        if self._scorer is None:
-            from sklearn.metrics import check_scoring
-
-            # One multi-metric scorer computes each prediction once for all metrics.
-            self._scorer = check_scoring(self.pipeline, scoring=list(self.metrics))
-        return self._scorer
-
-
-@dataclass
-class CVResult:
-    test: dict[str, list[float]]
-    train: dict[str, list[float]]
-    fit_time: list[float]
-    score_time: list[float]
-
-    def mean_test(self, metric: str) -> float:
-        values = self.test[metric]
-        return sum(values) / len(values)
-
-    def to_attr(self) -> dict[str, Any]:
-        return {"test": self.test, "train": self.train, "fit_time": self.fit_time, "score_time": self.score_time}
-
-
-def fit_pipeline(ctx: CVContext, params: dict[str, Any], X: Any, y: Any, threads: int | None = None) -> Any:
-    """A fresh copy of the template pipeline with ``params`` set, fitted on ``X, y``.
-
-    ``threads`` caps BLAS/OpenMP threads and the estimator's ``n_jobs`` during the fit (for a
-    fit that runs beside busy workers); the fitted copy keeps the ``n_jobs`` it was given.
-    """
-    from sklearn.base import clone
-
-    estimator = clone(ctx.pipeline)
-    estimator.set_params(**pipeline_params(params))
-    if threads is None:
-        return estimator.fit(X, y)
-    from threadpoolctl import threadpool_limits
-
-    n_jobs = cap_n_jobs(estimator, threads)
-    with threadpool_limits(limits=threads):
-        estimator.fit(X, y)
-    if n_jobs is not None:
-        estimator.named_steps[MODEL_STEP].set_params(n_jobs=n_jobs)
-    return estimator
-
-
-def cross_validate_folds(
-    ctx: CVContext, params: dict[str, Any], after_fold: Callable[[int, CVResult], None] | None = None
-) -> CVResult:
-    """Fit and score ``params`` on every fold, calling ``after_fold`` after each one."""
-    from sklearn.base import clone
-
-    result = CVResult({m: [] for m in ctx.metrics}, {m: [] for m in ctx.metrics}, [], [])
-    for index in range(len(ctx.folds)):
-        template, (X_train, y_train, X_test, y_test) = ctx.fold_inputs(index)
-        started = time.perf_counter()
-        estimator = clone(template)
-        estimator.set_params(**(pipeline_params(params) if template is ctx.pipeline else params))
-        estimator.fit(X_train, y_train)
-        result.fit_time.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        for metric, value in ctx.scorer(estimator, X_test, y_test).items():
-            result.test[metric].append(float(value))
-        result.score_time.append(time.perf_counter() - started)
-        if ctx.train_scores:
-            for metric, value in ctx.scorer(estimator, X_train, y_train).items():
-                result.train[metric].append(float(value))
-        if after_fold is not None:
-            after_fold(index, result)
-    return result
-
-
-@dataclass
-class Budget:
-    """The study-wide trial budget, shared by every worker on every machine.
-
-    Optuna cannot start a trial "only if under budget" atomically, so each trial checks once
-    it exists: trial numbers are assigned in order by the storage, and a trial with
-    ``n_trials`` budget-holding trials before it was asked for too late. It is marked skipped
-    (it never runs and is not shown), and its worker stops. The budget is exact however many
-    workers race.
-    """
-
-    n_trials: int
-    grid: bool
-
-    def target(self, study: Any) -> int:
-        return self.n_trials + int(study.user_attrs.get(STUDY_EXTRA_BUDGET, 0))
-
-    def admits(self, trial: Any) -> bool:
-        if self.grid and ATTR_GRID_POINT not in trial.user_attrs and ATTR_RETRY_OF not in trial.user_attrs:
-            return False  # the grid queue is empty: a sampled point would be a duplicate
-        study = trial.study
-        ahead = sum(1 for t in study.get_trials(deepcopy=False) if t.number < trial.number and holds_budget(t))
-        return ahead < self.target(study)
-
-    def spent(self, study: Any) -> bool:
-        from optuna.trial import TrialState
-
-        trials = study.get_trials(deepcopy=False)
-        started = sum(1 for t in trials if t.state != TrialState.WAITING and holds_budget(t))
-        return started >= self.target(study)
+class TrialSkipped(HptuneError):
+    """A trial that must not run: the budget was spent before it started, or another trial
+    does its work (a grid point queued twice). It is recorded as skipped and never shown.
+    Not Optuna's TrialPruned: pruning stops a trial that ran badly, this one never ran."""
 
 
 class Objective:
     """The Optuna objective: suggest parameters, cross-validate, record, return the mean score."""
 
     def __init__(
-        self, ctx: CVContext, space: Space, grid: bool, budget: Budget | None = None, report_folds: bool = False
+        self,
+        ctx: CVContext,
+        space: Space,
+        goal: Goal,
+        grid: bool,
+        budget: Budget | None = None,
+        report_folds: bool = False,
     ) -> None:
         self.ctx = ctx
         self.space = space
+        self.goal = goal
         self.grid = grid
         self.budget = budget
         # Each report is a write to the study (an fsync'd line in a journal file): made only
@@ -225,14 +53,15 @@ class Objective:
         self.report_folds = report_folds
 
     def __call__(self, trial: Any) -> float:
-        import optuna
-
-        # Read the pid now, not at import: forked workers import this module in their parent.
-        trial.set_user_attr(ATTR_WORKER, f"{socket.gethostname()}:{os.getpid()}")
-        if self.budget is not None and not self.budget.admits(trial):
-            trial.set_user_attr(ATTR_SKIPPED, True)
-            trial.study.stop()
-            raise optuna.TrialPruned("the study's trial budget is spent")
+        # Read per trial, not at import: forked workers import this module in their parent.
+        trial.set_user_attr(ATTR_WORKER, process_identity())
+        if self.budget is not None:
+            admission = self.budget.admit(trial)
+            if admission is not Admission.RUN:
+                trial.set_user_attr(ATTR_SKIPPED, True)
+                if admission is Admission.SPENT:
+                    trial.study.stop()  # this worker's work is done
+                raise TrialSkipped(f"skipped: {admission.value}")
         main = self.ctx.metrics[0]
 
         def report(index: int, partial: CVResult) -> None:
@@ -244,19 +73,16 @@ class Objective:
             try:
                 params = suggest(trial, self.space, grid=self.grid)
                 result = cross_validate_folds(self.ctx, params, report if self.report_folds else None)
-                score = result.mean_test(main)
-                if not math.isfinite(score):
-                    raise TrialScoreError(f"{main} is {score} (not a finite number)")
+                value = self.goal.trial_value({metric: result.mean_test(metric) for metric in self.ctx.metrics})
             except KeyboardInterrupt:
-                trial.set_user_attr(ATTR_INTERRUPTED, True)
-                trial.set_user_attr(ATTR_ERROR, "interrupted: stopped by Ctrl-C or SIGTERM")
-                # This process saw the interruption, so it alone puts the parameters back. They
-                # are read back from the study: the interruption may have struck between
-                # Optuna storing a parameter and caching it on ``trial``.
-                stored = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
-                requeue(trial.study, stored, "interrupted")
+                _record_interruption(trial)
                 raise
             except Exception as exc:
+                if caused_by_interrupt(exc):
+                    # Ctrl-C while Optuna's journal waited for its file lock comes out as the
+                    # lock's RuntimeError: an interruption, not this trial's failure.
+                    _record_interruption(trial)
+                    raise KeyboardInterrupt from exc
                 message = " ".join(str(exc).split()) or type(exc).__name__
                 trial.set_user_attr(ATTR_ERROR, f"{type(exc).__name__}: {message}")
                 trial.set_user_attr(ATTR_TRACEBACK, traceback.format_exc())
@@ -264,7 +90,33 @@ class Objective:
             finally:
                 _record_warnings(trial, caught)
         trial.set_user_attr(ATTR_CV, result.to_attr())
-        return score
+        return value
+
+
+def _record_interruption(trial: Any) -> None:
+    trial.set_user_attr(ATTR_INTERRUPTED, True)
+    trial.set_user_attr(ATTR_ERROR, "interrupted: stopped by Ctrl-C or SIGTERM")
+    # This process saw the interruption, so it alone puts the parameters back. They are read
+    # back from the study: the interruption may have struck between Optuna storing a parameter
+    # and caching it on ``trial``.
+    stored = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+    requeue(trial.study, stored, "interrupted")
+
+
+def caused_by_interrupt(exc: BaseException) -> bool:
+    """True when ``exc`` was raised while a KeyboardInterrupt was being handled.
+
+    A second Ctrl-C that lands inside Optuna's ``tell`` surfaces as an UnboundLocalError from
+    its ``finally`` (``updated_state`` is never set), and one that lands while the journal
+    waits for its lock as a RuntimeError ("did not possess lock"), each with the
+    KeyboardInterrupt as context.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__context__
+    return False
 
 
 def distinct_warnings(caught: list[warnings.WarningMessage], limit: int = 5) -> list[str]:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from hptune.trials import ATTR_CV, ATTR_ERROR, ATTR_TRACEBACK, error_text, is_interrupted, shown
+from hptune.ranking import rank_greater_is_better
+from hptune.trials import ATTR_CV, ATTR_ERROR, ATTR_TRACEBACK, error_text, failed_by_raising, shown
 
 TRIALS_FILE = "trials.csv"
 BEST_FILE = "best.yaml"
@@ -26,10 +27,14 @@ OWNED_FILES = (STUDY_FILE, f"{STUDY_FILE}.lock", TRIALS_FILE, BEST_FILE, MODEL_F
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` so a reader (or a crash) sees the old file or the new, never half."""
+    """Write ``data`` to ``path`` so a reader (or a crash) sees the old file or the new, never half.
+
+    The file gets the permissions any new file gets under the user's umask (``mkstemp``
+    would make it 0600, unreadable to a CI uploader or a teammate).
+    """
     payload = data.encode("utf-8") if isinstance(data, str) else data
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temporary(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
@@ -39,6 +44,16 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _create_temporary(path: Path) -> tuple[int, str]:
+    """A new, unique temporary file beside ``path``, created with mode 0666 minus the umask."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666), str(tmp)
+        except FileExistsError:
+            continue
 
 
 def trials_table(trials: list[Any], param_names: list[str], metrics: list[str], train_scores: bool) -> Any:
@@ -74,10 +89,8 @@ def trials_table(trials: list[Any], param_names: list[str], metrics: list[str], 
         return table
     complete = table["state"] == TrialState.COMPLETE.name
     for metric in metrics:
-        column = f"mean_test_{metric}"
-        ranks = table.loc[complete, column].rank(method="min", ascending=False)
         # Failed and unfinished trials rank last, as failed fits do in cv_results_.
-        table[f"rank_test_{metric}"] = ranks.reindex(table.index).fillna(complete.sum() + 1).astype(int)
+        table[f"rank_test_{metric}"] = rank_greater_is_better(table[f"mean_test_{metric}"], complete)
     return table
 
 
@@ -155,9 +168,7 @@ def json_text(document: dict[str, Any]) -> str:
 
 def group_failures(trials: list[Any]) -> list[tuple[str, int, str]]:
     """Failures grouped by message, most common first: (message, count, first traceback)."""
-    from optuna.trial import TrialState
-
-    failed = [t for t in trials if t.state == TrialState.FAIL and not is_interrupted(t)]
+    failed = [t for t in trials if failed_by_raising(t)]
     counts = Counter(t.user_attrs.get(ATTR_ERROR) or "unknown error" for t in failed)
     first: dict[str, str] = {}
     for trial in failed:

@@ -145,3 +145,27 @@ def _heartbeats_without_warning() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         yield
+
+
+def trials_without_heartbeat(storage: Any, study: Any) -> list[int]:
+    """Trial ids of the RUNNING trials of ``study`` that never recorded a heartbeat.
+
+    Optuna's stale-trial check compares the last heartbeat with the grace period, so a trial
+    whose worker died before its first heartbeat (or that a tool without heartbeats created)
+    would stay RUNNING forever; the caller decides how old such a trial may get.
+    """
+    from optuna.storages import RDBStorage
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+    from optuna.trial import TrialState
+
+    if not isinstance(storage, RDBStorage):
+        return []
+    with _create_scoped_session(storage.scoped_session) as session:
+        running = (
+            session.query(models.TrialModel)
+            .filter(models.TrialModel.study_id == study._study_id)
+            .filter(models.TrialModel.state == TrialState.RUNNING)
+            .all()
+        )
+        return [trial.trial_id for trial in running if not trial.heartbeats]

@@ -24,8 +24,12 @@ ATTR_RETRY_REASON = "hptune_retry_reason"  # interrupted | died | failed
 STUDY_FINGERPRINT = "hptune_fingerprint"
 STUDY_FINGERPRINT_PARTS = "hptune_fingerprint_parts"
 STUDY_GRID_QUEUED = "hptune_grid_queued"  # how many grid points are queued
-STUDY_RETRIED_FAILURES = "hptune_retried_failures"  # failed trials re-queued by --retry-failed
-STUDY_EXTRA_BUDGET = "hptune_extra_budget"  # trials added to n_trials by --retry-failed
+STUDY_RETRIED_FAILURES = "hptune_retried_failures"  # 0.1.0: failed trials re-queued by --retry-failed
+STUDY_EXTRA_BUDGET = "hptune_extra_budget"  # 0.1.0: trials added to n_trials by --retry-failed
+STUDY_FINGERPRINT_VERSION = "hptune_fingerprint_version"
+
+#: Where Optuna keeps the parameters a trial was queued with (``Study.enqueue_trial``).
+OPTUNA_FIXED_PARAMS = "fixed_params"
 
 
 def is_interrupted(trial: Any) -> bool:
@@ -74,14 +78,11 @@ def count_states(trials: list[Any]) -> dict[str, int]:
     return counts
 
 
-def best_trial(trials: list[Any]) -> Any | None:
-    """The complete trial with the highest score; the earliest one wins a tie (as GridSearchCV)."""
+def failed_by_raising(trial: Any) -> bool:
+    """A trial that ran and raised (not one cut short, not a skipped one)."""
     from optuna.trial import TrialState
 
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    if not complete:
-        return None
-    return max(complete, key=lambda t: (t.value, -t.number))
+    return trial.state == TrialState.FAIL and not is_interrupted(trial) and not is_skipped(trial)
 
 
 def error_text(trial: Any) -> str | None:
@@ -93,11 +94,17 @@ def error_text(trial: Any) -> str | None:
 
 
 def requeue(study: Any, trial: Any, reason: str) -> None:
-    """Queue ``trial``'s parameters to run again (as a new trial that says which it re-runs)."""
+    """Queue ``trial``'s parameters to run again (as a new trial that says which it re-runs).
+
+    A trial cut short while its parameters were being suggested holds only some of them; the
+    ones it was queued with (a grid point's) are taken from the queue entry, so a re-queued
+    grid point is the whole point, never a part of it with the rest sampled at random.
+    """
     attrs = {ATTR_RETRY_OF: trial.number, ATTR_RETRY_REASON: reason}
     if ATTR_GRID_POINT in trial.user_attrs:
         attrs[ATTR_GRID_POINT] = trial.user_attrs[ATTR_GRID_POINT]
-    study.enqueue_trial(dict(trial.params), user_attrs=attrs)
+    params = {**trial.system_attrs.get(OPTUNA_FIXED_PARAMS, {}), **trial.params}
+    study.enqueue_trial(params, user_attrs=attrs)
 
 
 def requeue_dead(study: Any, trial: Any) -> None:

@@ -54,6 +54,7 @@ class ValidatedExperiment:
     data: Dataset
     n_trials: int
     grid: list[dict[str, Any]] | None = None
+    file_sha256: str = ""  # of the experiment file as it was read, not as it is later
 
     @property
     def output_dir(self) -> Path:
@@ -161,6 +162,7 @@ class _Checker:
             data=data,
             n_trials=n_trials,
             grid=grid,
+            file_sha256=self.loaded.sha256,
         )
 
     def check_data(self, data_spec: Any) -> Dataset | None:

@@ -8,6 +8,7 @@ hostile file can make us do: its size, the number of values aliases expand to, a
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ class LoadedYaml:
     file: str
     data: Any
     positions: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    #: Of the bytes that were read: what run.json reports, whatever happens to the file later.
+    sha256: str = ""
 
     def locate(self, path: Path_) -> tuple[Path_, tuple[int, int]]:
         """Return the longest prefix of ``path`` that exists in the file, and its position.
@@ -128,7 +131,7 @@ def load_yaml(path: Path, display_name: str | None = None) -> LoadedYaml:
             f"found {_kind(data)}",
             *_start(node),
         )
-    return LoadedYaml(name, data, converter.positions)
+    return LoadedYaml(name, data, converter.positions, hashlib.sha256(raw).hexdigest())
 
 
 def _plain_yaml_message(exc: yaml.MarkedYAMLError) -> str:

@@ -227,3 +227,26 @@ def test_an_unusable_database_is_one_clear_error(url: str, expected: str, write_
 def test_storage_must_be_a_database_url(write_spec) -> None:
     result = run_cli("run", write_spec(RANDOM), "--storage", "runs/study.db")
     assert result.exit_code == 2 and "expected a database URL" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_run_says_what_it_waits_for_and_stops_waiting_for_a_trial_that_never_beat(postgres_url, write_spec) -> None:
+    spec = write_spec(RANDOM.replace("name: shared-random", "name: silent-worker"))
+    _finish(_hptune("run", spec, "--storage", postgres_url, "--n-trials", "2", "-q"))
+    # A worker elsewhere started trial 2 and died before its first heartbeat: hptune waits for
+    # it until twice the heartbeat grace period (40 s) has passed since it started.
+    study = optuna.load_study(study_name="silent-worker", storage=optuna.storages.RDBStorage(postgres_url))
+    silent = study.ask()
+    import psycopg
+
+    with psycopg.connect(postgres_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as connection:
+        connection.execute(
+            "UPDATE trials SET datetime_start = datetime_start - interval '28 seconds' WHERE number = %s",
+            (silent.number,),
+        )
+    _, stderr = _finish(_hptune("run", spec, "--storage", postgres_url, "--n-trials", "3", "-q"), timeout=120)
+    assert "waiting for 1 trial(s) other machines are running, before writing the outputs: trial 2" in stderr
+    trials = _trials(postgres_url, "silent-worker")
+    assert trials[2].state == optuna.trial.TrialState.FAIL
+    assert trials[2].user_attrs["error"].startswith("interrupted: its worker never sent a heartbeat")
+    assert len([t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]) == 3

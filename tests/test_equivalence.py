@@ -57,7 +57,7 @@ def test_trial_score_equals_cross_validate_on_the_same_pipeline_and_folds(
 ) -> None:
     # Small data has its preprocessing fitted once per fold and reused by every trial; with no
     # room for that, each trial fits the whole pipeline. Both must be cross_validate's numbers.
-    monkeypatch.setattr("hptune.objective._FOLD_CACHE_BYTES", cache_bytes)
+    monkeypatch.setattr("hptune.crossval._FOLD_CACHE_BYTES", cache_bytes)
     spec = write_spec(
         """
         name: trial-vs-cross-validate

@@ -11,9 +11,12 @@ import numpy as np
 import optuna
 import yaml
 
-from hptune.objective import fit_pipeline
-from hptune.runner import RunOptions, open_study, prepare, refit_trial, write_outputs
-from hptune.trials import best_trial
+from hptune.crossval import fit_pipeline, prepare
+from hptune.execution import Search
+from hptune.refit import refit_trial
+from hptune.runner import _finish
+from hptune.stopping import Stop, StopReason, StopRules
+from hptune.study import open_study
 from hptune.validate import Overrides, load_experiment
 from tests.conftest import run_cli
 
@@ -65,16 +68,17 @@ def test_a_refit_of_a_trial_that_is_no_longer_the_best_is_not_shipped(write_spec
     )
     exp = load_experiment(spec, (), Overrides(out=str(tmp_path / "out")))
     setup = prepare(exp)
-    session = open_study(exp, RunOptions())
-    session.run_trials(setup, None)
-    trials = session.study.get_trials(deepcopy=False)
-    best = best_trial(trials)
+    handle = open_study(exp)
+    Search(handle, setup, StopRules.for_experiment(exp)).run()
+    trials = handle.trials()
+    best = handle.goal.best_trial(trials)
     stale = next(t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and t.params != best.params)
     # As if the parent had refitted `stale` while it was the best, and a later trial beat it.
-    session.early_refit = refit_trial(exp, setup, stale, threads=1)
-    session.early_refit.during_search = True
+    early = refit_trial(exp, setup, stale, threads=1, during_search=True)
 
-    write_outputs(exp, session, setup, status="complete", refit=True, started_at=datetime.now(timezone.utc), timings={})
+    _finish(
+        exp, handle, setup, Stop(StopReason.BUDGET), datetime.now(timezone.utc), {}, refit=True, early_refit=early
+    )
     run = json.loads((exp.output_dir / "run.json").read_text())
     assert run["best_trial"] == best.number and run["refit_during_search"] is False
     shipped = joblib.load(exp.output_dir / "model.joblib").named_steps["model"]

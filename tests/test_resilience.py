@@ -313,3 +313,17 @@ def test_a_second_ctrl_c_exits_at_once_and_the_study_stays_intact(delay: float, 
     )
     assert resumed.returncode == 0, resumed.stderr
     _assert_study_finished_exactly(out, 12)
+
+
+@pytest.mark.slow
+def test_after_fresh_the_resume_hint_does_not_move_the_new_study_aside(write_spec, tmp_path: Path) -> None:
+    spec, out = write_spec(SLOW_TRIALS), tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hptune", "run", str(spec), "--out", str(out), "--fresh"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    _wait_for_complete_trials(out, 1, process, mid_trial=True)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "run the same command again to resume (without --fresh)" in stderr

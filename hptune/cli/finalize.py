@@ -1,0 +1,41 @@
+"""`hptune finalize FILE`: write the outputs from an existing (shared) study."""
+
+from __future__ import annotations
+
+from hptune.cli._app import app
+from hptune.cli.common import (
+    AllowModule,
+    ExperimentFile,
+    OutOption,
+    StorageOption,
+    collect_garbage_from_now_on,
+    console,
+    quiet_libraries,
+    user_errors,
+)
+from hptune.cli.render import render_summary
+
+
+@app.command()
+def finalize(
+    file: ExperimentFile,
+    storage: StorageOption = None,
+    out: OutOption = None,
+    allow_module: AllowModule = None,
+) -> None:
+    """Write trials.csv, best.yaml, model.joblib and run.json from an existing (shared) study."""
+    with user_errors(interrupted="interrupted; the study is unchanged: run finalize again to write the outputs"):
+        from hptune.validate import Overrides, load_experiment
+
+        exp = load_experiment(file, tuple(allow_module or ()), Overrides(out=str(out) if out else None, storage=storage))
+        collect_garbage_from_now_on()
+        quiet_libraries()
+        from hptune.runner import finalize_experiment
+
+        result = finalize_experiment(exp)
+        if result.status == "partial":
+            console(stderr=True).print(
+                f"note: the study has not spent its budget of {exp.n_trials} trials, or a trial is still "
+                f"running; these outputs are partial"
+            )
+        render_summary(console(), result)

@@ -1,0 +1,143 @@
+"""What a person sees: the progress of a search, and the summary at its end."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from hptune.cli.common import escape
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from hptune.runner import Progress, RunResult
+
+
+class ProgressView:
+    """A rich progress bar on a terminal; a line every tenth of the budget elsewhere (CI logs)."""
+
+    def __init__(self, console: Console, metric: str, enabled: bool) -> None:
+        self.console, self.metric, self.enabled = console, metric, enabled
+        self.progress = None
+        self.task = None
+        self.last_logged = 0
+        self.waiting_for: list[str] = []
+
+    def __enter__(self) -> ProgressView:
+        if self.enabled and self.console.is_terminal:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.progress = Progress(
+                TextColumn("trials"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                TextColumn("best {task.fields[best]}"),
+                console=self.console,
+                transient=False,
+            )
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def update(self, event: Progress) -> None:
+        if not event.started and (event.resumed_from or event.requeued):
+            # Said even with --quiet: a resumed run must never look like a fresh one.
+            note = f"resuming: {event.resumed_from} of {event.total} trials done"
+            if event.requeued:
+                note += f"; {event.requeued} interrupted trial(s) queued to run again"
+            self.console.print(note)
+        self._say_what_we_wait_for(event.waiting_for)
+        if not self.enabled:
+            return
+        best = "-" if event.best_score is None else f"{self.metric} {event.best_score:.4f}"
+        if self.progress is not None:
+            if self.task is None:
+                self.task = self.progress.add_task("trials", total=event.total, completed=event.done, best=best)
+            self.progress.update(self.task, completed=event.done, best=best)
+            return
+        # Several workers may finish trials between two reports: log each tenth crossed once.
+        step = max(1, event.total // 10)
+        if event.started and event.done // step > self.last_logged:
+            self.last_logged = event.done // step
+            self.console.print(f"trial {event.done}/{event.total} done, best {best}")
+
+    def _say_what_we_wait_for(self, waiting_for: list[str]) -> None:
+        """Said even with --quiet, once per change: a run that seems to hang must say why."""
+        numbers = [line.split(" on ")[0] for line in waiting_for]
+        if numbers == [line.split(" on ")[0] for line in self.waiting_for]:
+            return
+        self.waiting_for = waiting_for
+        if waiting_for:
+            self.console.print(
+                f"waiting for {len(waiting_for)} trial(s) other machines are running, before writing the outputs: "
+                + "; ".join(escape(line) for line in waiting_for)
+            )
+
+
+def render_summary(console: Console, result: RunResult) -> None:
+    from rich.table import Table
+
+    metric = result.metric
+    table = result.table
+    complete = table[table["state"] == "COMPLETE"].sort_values([f"rank_test_{metric}", "number"]).head(5)
+    params = [c for c in table.columns if c.startswith("param_")]
+    top = Table(title=f"top trials by {metric}", title_justify="left")
+    for header in ("rank", "trial", f"cv {metric}", "train", *[p.removeprefix("param_") for p in params]):
+        top.add_column(header)
+    has_train = f"mean_train_{metric}" in table.columns
+    for _, row in complete.iterrows():
+        top.add_row(
+            str(row[f"rank_test_{metric}"]),
+            str(row["number"]),
+            f"{row[f'mean_test_{metric}']:.4f} ± {row[f'std_test_{metric}']:.4f}",
+            f"{row[f'mean_train_{metric}']:.4f}" if has_train else "-",
+            *[_fmt(row[p]) for p in params],
+        )
+    console.print(top)
+    counts = result.counts
+    console.print(
+        f"trials: {counts['complete']} complete, {counts['fail']} failed, {counts['pruned']} pruned"
+        + (f", {counts['interrupted']} interrupted" if counts["interrupted"] else "")
+        + (f" (resumed after {result.resumed_from})" if result.resumed_from else "")
+    )
+    if result.moved_aside is not None:
+        console.print(f"the previous study and outputs were moved to {result.moved_aside}")
+    for message, count, _ in result.failures[:3]:
+        console.print(f"  failed {count}x: {escape(message)}")
+    if result.best_trial is None or result.cv_score is None or result.cv_std is None:
+        return
+    console.print(f"best trial {result.best_trial}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in result.best_params.items()))
+    console.print(f"cv {metric}: {result.cv_score:.4f} ± {result.cv_std:.4f}")
+    if result.train_score is not None:
+        console.print(f"train {metric}: {result.train_score:.4f}")
+    if result.test_score is not None:
+        console.print(f"test {metric}: {result.test_score:.4f}")
+    for warning in result.refit_warnings:
+        short = warning if len(warning) <= 160 else warning[:157] + "..."
+        console.print(f"refit warning: {escape(short)} (whole in run.json)")
+    for name, path in result.files.items():
+        console.print(f"{name}: {path}")
+    if "model" in result.files and result.model_trial != result.best_trial:
+        which = "an unknown trial" if result.model_trial is None else f"trial {result.model_trial}"
+        console.print(
+            f"note: model.joblib is still {which}'s, from an earlier run (this one was not refitted); "
+            f"run the same command again to refit the best, trial {result.best_trial}"
+        )
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return "-" if value != value else f"{value:.4g}"
+    return "-" if value is None else str(value)

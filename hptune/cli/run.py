@@ -1,0 +1,140 @@
+"""`hptune run FILE`: validate, tune, refit, write the outputs (or, with --worker, only tune)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+
+from hptune.cli._app import app
+from hptune.cli.common import (
+    AllowModule,
+    ExperimentFile,
+    OutOption,
+    StorageOption,
+    collect_garbage_from_now_on,
+    console,
+    quiet_libraries,
+    user_errors,
+)
+from hptune.cli.render import ProgressView, render_summary
+from hptune.errors import RunFailedError, RunInterruptedError
+
+
+def _parse_timeout(value: str | None) -> float | None:
+    if value is None:
+        return None
+    from hptune.spec import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@app.command()
+def run(
+    file: ExperimentFile,
+    n_trials: Annotated[int | None, typer.Option("--n-trials", min=1, help="Total trials for the study.")] = None,
+    timeout: Annotated[
+        str | None, typer.Option("--timeout", help="Wall-clock budget: seconds, or 30s / 10m / 2h.")
+    ] = None,
+    n_jobs: Annotated[int | None, typer.Option("--n-jobs", help="Parallel trials (-1: all cores).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, max=2**32 - 1, help="Overrides the file's seed.")] = None,
+    out: OutOption = None,
+    allow_module: AllowModule = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume/--no-resume",
+            help="Continue the study in the output folder (default). --no-resume refuses to touch an existing study.",
+        ),
+    ] = True,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Start over: move the old study and outputs aside (never deleted).")
+    ] = False,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Run the parameters of failed trials again.")
+    ] = False,
+    refit_on_interrupt: Annotated[
+        bool, typer.Option("--refit-on-interrupt", help="After Ctrl-C, still refit the best model before exiting.")
+    ] = False,
+    storage: StorageOption = None,
+    worker: Annotated[
+        bool,
+        typer.Option("--worker", help="Only run trials of the shared study (no refit, no output files), then exit."),
+    ] = False,
+    worker_index: Annotated[
+        int | None,
+        typer.Option(
+            "--worker-index",
+            min=0,
+            help="This machine's index among workers (distinct sampler seeds); default: claimed in the study.",
+        ),
+    ] = None,
+) -> None:
+    """Validate, then tune the experiment and write trials.csv, best.yaml, model.joblib, run.json."""
+    timeout_seconds = _parse_timeout(timeout)
+    if n_jobs is not None and (n_jobs == 0 or n_jobs < -1):
+        raise typer.BadParameter("must be -1 (all cores) or >= 1", param_hint="--n-jobs")
+    if fresh and worker:
+        # Other workers may be running this study's trials: moving it aside would pull it from under them.
+        raise typer.BadParameter("cannot be combined with --worker (start the study over with `run --fresh` first)", param_hint="--fresh")
+    with user_errors(), _sigterm_as_interrupt():
+        from hptune.validate import Overrides, load_experiment
+
+        overrides = Overrides(n_trials, timeout_seconds, n_jobs, seed, str(out) if out else None, storage)
+        exp = load_experiment(file, tuple(allow_module or ()), overrides)
+        quiet_libraries()
+        from hptune.runner import RunOptions, run_experiment, run_worker
+
+        collect_garbage_from_now_on()
+
+        options = RunOptions(
+            resume=resume,
+            fresh=fresh,
+            retry_failed=retry_failed,
+            refit_on_interrupt=refit_on_interrupt,
+            worker_index=worker_index,
+        )
+        err = console(stderr=True)
+        if worker:
+            with ProgressView(err, exp.metric, enabled=not quiet) as view:
+                counts = run_worker(exp, options, on_progress=view.update)
+            console().print(
+                f"worker done: the study holds {counts['complete']} complete, {counts['fail']} failed, "
+                f"{counts['pruned']} pruned trials; write the outputs with `hptune finalize`"
+            )
+            return
+        try:
+            with ProgressView(err, exp.metric, enabled=not quiet) as view:
+                result = run_experiment(exp, options, on_progress=view.update)
+        except (RunFailedError, RunInterruptedError) as exc:
+            partial = exc.result
+            if partial is not None and getattr(partial, "best_trial", None) is not None:
+                render_summary(console(), partial)  # type: ignore[arg-type]
+            raise
+        render_summary(console(), result)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (a scheduler or `kill`) like Ctrl-C: save what is complete, exit 130."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

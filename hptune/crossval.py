@@ -1,0 +1,187 @@
+"""Cross-validation, fold by fold, on folds built once per run.
+
+``prepare`` builds what every trial shares (the held-out split, the folds, the template
+pipeline); ``cross_validate_folds`` fits and scores one set of parameters on every fold.
+Folds run one at a time (not through ``cross_validate``) so a pruner can stop a poor trial
+after any fold, and each fold's scores are kept for the table.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from hptune.estimators import MODEL_STEP, PREPROCESS_STEP, cap_n_jobs, pipeline_params
+
+if TYPE_CHECKING:
+    from hptune.validate import ValidatedExperiment
+
+#: Keep every fold's slices in memory while they take at most this much in all: on small
+#: data slicing costs as much as fitting; on large data the copies would cost memory instead.
+_FOLD_CACHE_BYTES = 16 * 2**20
+
+
+def _nbytes(array: Any) -> int:
+    """Memory held by a transformer's output: a NumPy array, a sparse matrix or a DataFrame."""
+    if hasattr(array, "memory_usage"):
+        return int(array.memory_usage(index=False, deep=False).sum())
+    if hasattr(array, "nnz"):  # CSR/CSC hold indices and indptr, COO row and col
+        return sum(int(getattr(array, part).nbytes) for part in ("data", "indices", "indptr", "row", "col") if hasattr(array, part))
+    return int(array.nbytes)
+
+
+@dataclass
+class CVContext:
+    """What every trial shares: the template pipeline, the training data and the folds."""
+
+    pipeline: Any
+    X: Any
+    y: Any
+    folds: list[tuple[Any, Any]]
+    metrics: list[str]  # the main metric first, then the extra ones
+    train_scores: bool
+    _scorer: Any = field(default=None, repr=False)
+    _fold_data: dict[int, tuple[Any, Any, Any, Any]] = field(default_factory=dict, repr=False)
+    _preprocessed: dict[int, tuple[Any, Any, Any, Any]] = field(default_factory=dict, repr=False)
+    _preprocessed_too_big: bool = field(default=False, repr=False)
+
+    def fold_data(self, index: int) -> tuple[Any, Any, Any, Any]:
+        """(X_train, y_train, X_test, y_test) of fold ``index``, sliced once per process.
+
+        Slicing a DataFrame costs about as much as scoring a small model, and every trial
+        needs the same slices; they are kept unless that would take much memory.
+        """
+        if index in self._fold_data:
+            return self._fold_data[index]
+        train, test = self.folds[index]
+        data = (self.X.iloc[train], self.y.iloc[train], self.X.iloc[test], self.y.iloc[test])
+        if _nbytes(self.X) * len(self.folds) <= _FOLD_CACHE_BYTES:
+            self._fold_data[index] = data
+        return data
+
+    def fold_inputs(self, index: int) -> tuple[Any, tuple[Any, Any, Any, Any]]:
+        """What a trial fits on fold ``index``: (estimator template, (X_train, y_train, X_test, y_test)).
+
+        The search space tunes only the model step, so the preprocessing step fitted on a
+        fold gives the same output in every trial. While that output is small it is computed
+        once per fold and trials fit the model step on it (the same numbers, without
+        re-imputing and re-encoding per trial); otherwise trials fit the whole pipeline.
+        """
+        if index in self._preprocessed:
+            return self.pipeline.named_steps[MODEL_STEP], self._preprocessed[index]
+        data = self.fold_data(index)
+        if PREPROCESS_STEP not in self.pipeline.named_steps or self._preprocessed_too_big:
+            return self.pipeline, data
+        from sklearn.base import clone
+
+        X_train, y_train, X_test, y_test = data
+        preprocess = clone(self.pipeline.named_steps[PREPROCESS_STEP])
+        prepared = (preprocess.fit_transform(X_train, y_train), y_train, preprocess.transform(X_test), y_test)
+        if (_nbytes(prepared[0]) + _nbytes(prepared[2])) * len(self.folds) > _FOLD_CACHE_BYTES:
+            self._preprocessed_too_big = True
+            return self.pipeline, data
+        self._preprocessed[index] = prepared
+        self._fold_data.pop(index, None)  # the raw slices are not needed again
+        return self.pipeline.named_steps[MODEL_STEP], prepared
+
+    @property
+    def scorer(self) -> Any:
+        if self._scorer is None:
+            from sklearn.metrics import check_scoring
+
+            # One multi-metric scorer computes each prediction once for all metrics.
+            self._scorer = check_scoring(self.pipeline, scoring=list(self.metrics))
+        return self._scorer
+
+
+@dataclass
+class CVResult:
+    test: dict[str, list[float]]
+    train: dict[str, list[float]]
+    fit_time: list[float]
+    score_time: list[float]
+
+    def mean_test(self, metric: str) -> float:
+        values = self.test[metric]
+        return sum(values) / len(values)
+
+    def to_attr(self) -> dict[str, Any]:
+        return {"test": self.test, "train": self.train, "fit_time": self.fit_time, "score_time": self.score_time}
+
+
+def fit_pipeline(ctx: CVContext, params: dict[str, Any], X: Any, y: Any, threads: int | None = None) -> Any:
+    """A fresh copy of the template pipeline with ``params`` set, fitted on ``X, y``.
+
+    ``threads`` caps BLAS/OpenMP threads and the estimator's ``n_jobs`` during the fit (for a
+    fit that runs beside busy workers); the fitted copy keeps the ``n_jobs`` it was given.
+    """
+    from sklearn.base import clone
+
+    estimator = clone(ctx.pipeline)
+    estimator.set_params(**pipeline_params(params))
+    if threads is None:
+        return estimator.fit(X, y)
+    from threadpoolctl import threadpool_limits
+
+    n_jobs = cap_n_jobs(estimator, threads)
+    with threadpool_limits(limits=threads):
+        estimator.fit(X, y)
+    if n_jobs is not None:
+        estimator.named_steps[MODEL_STEP].set_params(n_jobs=n_jobs)
+    return estimator
+
+
+def cross_validate_folds(
+    ctx: CVContext, params: dict[str, Any], after_fold: Callable[[int, CVResult], None] | None = None
+) -> CVResult:
+    """Fit and score ``params`` on every fold, calling ``after_fold`` after each one."""
+    from sklearn.base import clone
+
+    result = CVResult({m: [] for m in ctx.metrics}, {m: [] for m in ctx.metrics}, [], [])
+    for index in range(len(ctx.folds)):
+        template, (X_train, y_train, X_test, y_test) = ctx.fold_inputs(index)
+        started = time.perf_counter()
+        estimator = clone(template)
+        estimator.set_params(**(pipeline_params(params) if template is ctx.pipeline else params))
+        estimator.fit(X_train, y_train)
+        result.fit_time.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        for metric, value in ctx.scorer(estimator, X_test, y_test).items():
+            result.test[metric].append(float(value))
+        result.score_time.append(time.perf_counter() - started)
+        if ctx.train_scores:
+            for metric, value in ctx.scorer(estimator, X_train, y_train).items():
+                result.train[metric].append(float(value))
+        if after_fold is not None:
+            after_fold(index, result)
+    return result
+
+
+@dataclass
+class Setup:
+    """Everything trials share, built once per run: the held-out split and the CV context."""
+
+    split: Any
+    ctx: CVContext
+
+
+def prepare(exp: ValidatedExperiment) -> Setup:
+    """The held-out split, the folds and the template pipeline ``exp`` describes."""
+    from hptune.cv import make_folds, make_splitter
+    from hptune.data import split_holdout
+    from hptune.estimators import build_pipeline
+
+    spec = exp.spec
+    split = split_holdout(exp.data, spec.data.test_size, spec.seed, exp.task, ordered=spec.cv.kind == "timeseries")
+    splitter = make_splitter(spec.cv, exp.task, spec.seed, has_groups=split.groups_train is not None)
+    ctx = CVContext(
+        pipeline=build_pipeline(exp.estimator_class, exp.fixed_params, spec.model.preprocessing, split.X_train),
+        X=split.X_train,
+        y=split.y_train,
+        folds=make_folds(splitter, split.X_train, split.y_train, split.groups_train),
+        metrics=[exp.metric, *spec.extra_metrics],
+        train_scores=spec.cv.train_scores,
+    )
+    return Setup(split, ctx)

@@ -1,0 +1,192 @@
+"""Keeping a study whole: dead trials failed and re-run, failed trials retried, the grid queued.
+
+Every step is safe to repeat and safe when several processes (or machines) do it at once:
+a crash at any instant is repaired by the next process that opens the study.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from hptune import storage as storage_mod
+from hptune.errors import StudyMismatchError
+from hptune.processes import is_alive
+from hptune.study import StudyHandle, grid_claim_name, retry_claim_name
+from hptune.trials import (
+    ATTR_ERROR,
+    ATTR_GRID_POINT,
+    ATTR_INTERRUPTED,
+    ATTR_WORKER,
+    STUDY_GRID_QUEUED,
+    STUDY_RETRIED_FAILURES,
+    failed_by_raising,
+    finished,
+    holds_budget,
+    requeue,
+    requeue_dead,
+)
+
+log = logging.getLogger(__name__)
+
+#: A RUNNING trial with no worker recorded is taken as dead only after this long (seconds):
+#: a live worker records itself a moment after Optuna creates the trial.
+UNCLAIMED_TRIAL_AGE = 30
+#: How long to wait for another worker to enqueue the grid before giving up (seconds).
+GRID_WAIT = 120
+
+
+@dataclass(frozen=True)
+class Tidied:
+    requeued: int  # trials of dead processes failed and queued again
+    resumed_from: int  # trials that had run to an end before this command
+
+
+def tidy(handle: StudyHandle, retry_failed: bool) -> Tidied:
+    """Once, when a command opens the study: fail trials whose process died (re-running them
+    once), queue failed trials again on --retry-failed, and queue the grid (or repair it)."""
+    requeued = fail_dead_trials(handle)
+    if requeued:
+        log.info("failed %d trial(s) left running by dead processes; queued them again", requeued)
+    if retry_failed:
+        retry_failures(handle)
+    if handle.exp.grid is not None:
+        enqueue_grid(handle)
+    return Tidied(requeued, len(finished(handle.trials())))
+
+
+def fail_dead_trials(handle: StudyHandle) -> int:
+    """Journal storage: a RUNNING trial whose process on this machine is gone is failed as
+    interrupted and queued to run again. (Databases do this with Optuna's heartbeat.)"""
+    if not handle.journal:
+        storage_mod.fail_stale_trials(handle.study)
+        return 0
+    from optuna.trial import TrialState
+
+    now = datetime.now()
+    count = 0
+    for trial in handle.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get(ATTR_WORKER)
+        if worker is None:
+            started = trial.datetime_start or now
+            if now - started < timedelta(seconds=UNCLAIMED_TRIAL_AGE):
+                continue
+        elif is_alive(str(worker)) is not False:
+            continue  # alive, or on another machine: not ours to judge
+        if _fail_and_requeue(handle, trial, "the process running this trial stopped (killed or crashed)"):
+            count += 1
+    return count
+
+
+def _fail_and_requeue(handle: StudyHandle, trial: Any, why: str) -> bool:
+    """Fail a dead process's trial as interrupted and queue it again (once); False when
+    another process got there first (and queued it)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    storage = handle.storage
+    try:
+        storage.set_trial_user_attr(trial._trial_id, ATTR_INTERRUPTED, True)
+        storage.set_trial_user_attr(trial._trial_id, ATTR_ERROR, f"interrupted: {why}")
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    # A kill right here leaves the trial failed but not queued again: for a grid point,
+    # enqueue_grid's repair puts it back; a sampled trial's budget is not lost either way.
+    requeue_dead(handle.study, trial)
+    return True
+
+
+def retry_failures(handle: StudyHandle) -> int:
+    """Queue every failed trial's parameters again, each failed trial once in all: a claim
+    per trial decides, so the same option given on every machine retries each one once."""
+    import optuna
+
+    study, name = handle.study, handle.exp.spec.name
+    done_in_0_1_0 = set(study.user_attrs.get(STUDY_RETRIED_FAILURES, []))
+    claims = set(optuna.get_all_study_names(handle.storage))
+    retried = 0
+    for trial in handle.trials():
+        if not failed_by_raising(trial) or trial.number in done_in_0_1_0:
+            continue
+        claim = retry_claim_name(name, trial.number)
+        if claim in claims or not storage_mod.claim(handle.storage, claim):
+            continue
+        requeue(study, trial, "failed")
+        retried += 1
+    return retried
+
+
+def enqueue_grid(handle: StudyHandle) -> None:
+    """Queue the grid's first n_trials points, once in total, in ParameterGrid order: each
+    point runs exactly once however many workers pop the queue, and ties break as in
+    GridSearchCV. Raising n_trials later queues the points not yet queued. A point whose
+    trial was cut short and never queued again (a kill between the two) is queued again."""
+    exp, study = handle.exp, handle.study
+    assert exp.grid is not None
+    wanted = min(exp.n_trials, len(exp.grid))
+    if int(study.user_attrs.get(STUDY_GRID_QUEUED, 0)) < wanted:
+        # Whichever process wins the claim enqueues; the others wait until it is done.
+        if storage_mod.claim(handle.storage, grid_claim_name(exp.spec.name, wanted)):
+            _queue_missing_points(handle, wanted)
+            study.set_user_attr(STUDY_GRID_QUEUED, wanted)
+            return
+        deadline = time.monotonic() + GRID_WAIT
+        while int(study.user_attrs.get(STUDY_GRID_QUEUED, 0)) < wanted:
+            if time.monotonic() > deadline:
+                raise StudyMismatchError(
+                    f"another worker claimed {handle.where} to enqueue the grid but did not finish; "
+                    f"start over with --fresh"
+                )
+            time.sleep(0.2)
+    repaired = _queue_missing_points(handle, wanted)
+    if repaired:
+        log.info("queued %d grid point(s) again that an interruption had left out", repaired)
+
+
+def _queue_missing_points(handle: StudyHandle, wanted: int) -> int:
+    """Queue each point below ``wanted`` that no trial holds (queued, running or finished).
+
+    Two processes repairing at once may queue a point twice; the budget lets only one of
+    the two run (``stopping.Budget.admit``)."""
+    from hptune.space import encode_params
+
+    exp, study = handle.exp, handle.study
+    assert exp.grid is not None
+    held = {t.user_attrs[ATTR_GRID_POINT] for t in handle.trials() if ATTR_GRID_POINT in t.user_attrs and holds_budget(t)}
+    missing = [index for index in range(wanted) if index not in held]
+    for index in missing:
+        study.enqueue_trial(encode_params(exp.spec.search_space, exp.grid[index]), user_attrs={ATTR_GRID_POINT: index})
+    return len(missing)
+
+
+def running_elsewhere(handle: StudyHandle) -> list[Any]:
+    """Trials other processes still run, after failing the ones whose workers are gone:
+    silent past Optuna's heartbeat grace period, or that never sent a heartbeat at all."""
+    from optuna.trial import TrialState
+
+    if handle.journal:
+        fail_dead_trials(handle)
+    else:
+        storage_mod.fail_stale_trials(handle.study)
+        _fail_silent_trials(handle)
+    return handle.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+
+
+def _fail_silent_trials(handle: StudyHandle) -> None:
+    """Fail (and queue again, once) RUNNING trials that never sent a heartbeat and started
+    longer than the heartbeat grace period ago: their worker died before its first beat."""
+    from optuna.trial import TrialState
+
+    silent = set(storage_mod.trials_without_heartbeat(handle.storage, handle.study))
+    if not silent:
+        return
+    # The trials' start times are the creating machine's clock; allow for some skew.
+    limit = datetime.now() - timedelta(seconds=2 * storage_mod.HEARTBEAT_GRACE)
+    for trial in handle.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial._trial_id not in silent or trial.datetime_start is None or trial.datetime_start > limit:
+            continue
+        _fail_and_requeue(handle, trial, "its worker never sent a heartbeat (killed or crashed)")

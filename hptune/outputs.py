@@ -1,0 +1,181 @@
+"""A run's output folder as one coherent set: summarise the trials, write the set, read it back.
+
+The set is trials.csv, best.yaml, model.joblib and run.json. Each file is written atomically,
+and the set as a whole obeys one rule: **run.json is written last and names every file of the
+set with its sha256 and the trial it describes; before any file of a new set replaces an old
+one, the old run.json is removed.** So a folder with run.json holds a whole set (``load_run``
+checks each file against it), and a folder without it holds a set cut short while it was
+written (``hptune finalize`` or the same command writes it again). A run that ends without a
+refit (Ctrl-C) keeps the model.joblib it found, and run.json says which trial that model is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hptune import results
+from hptune.errors import HptuneError
+from hptune.ranking import Goal
+from hptune.refit import Refit
+from hptune.trials import count_states
+
+
+class RunFolderError(HptuneError):
+    """Raised when a folder does not hold a whole, unchanged set of outputs."""
+
+
+@dataclass
+class Summary:
+    """What the trials say, computed from the study alone (nothing written, nothing fitted)."""
+
+    table: Any
+    counts: dict[str, int]
+    failures: list[tuple[str, int, str]]
+    best: Any | None  # the best trial (a FrozenTrial), or None when no trial completed
+    best_params: dict[str, Any] = field(default_factory=dict)
+    cv_score: float | None = None
+    cv_std: float | None = None
+    train_score: float | None = None
+
+
+def summarise(trials: list[Any], goal: Goal, param_names: list[str], metrics: list[str], train_scores: bool, space: Any) -> Summary:
+    import numpy as np
+
+    from hptune.space import decode_params
+
+    table = results.trials_table(trials, param_names, metrics, train_scores)
+    summary = Summary(table, count_states(trials), results.group_failures(trials), goal.best_trial(trials))
+    best = summary.best
+    if best is not None:
+        cv = best.user_attrs[results.ATTR_CV]
+        summary.best_params = decode_params(space, best.params)
+        summary.cv_score = float(np.mean(cv["test"][goal.metric]))
+        summary.cv_std = float(np.std(cv["test"][goal.metric]))
+        summary.train_score = float(np.mean(cv["train"][goal.metric])) if train_scores else None
+    return summary
+
+
+def write_set(
+    out: Path,
+    summary: Summary,
+    best_document: dict[str, Any] | None,
+    refit: Refit | None,
+    metadata: dict[str, Any],
+) -> dict[str, Path]:
+    """Write the set (see the module docstring for the rule); return the files it holds."""
+    import joblib
+
+    payloads: dict[str, bytes] = {results.TRIALS_FILE: summary.table.to_csv(index=False).encode()}
+    described: dict[str, dict[str, Any]] = {results.TRIALS_FILE: {"trials": len(summary.table)}}
+    if best_document is not None:
+        payloads[results.BEST_FILE] = results.best_yaml_text(best_document).encode()
+        described[results.BEST_FILE] = {"trial": best_document["trial"]}
+    if refit is not None:
+        buffer = io.BytesIO()
+        joblib.dump(refit.model, buffer)
+        payloads[results.MODEL_FILE] = buffer.getvalue()
+        described[results.MODEL_FILE] = {"trial": refit.trial}
+    elif (out / results.MODEL_FILE).exists() and summary.best is not None:
+        # Not refitted this time: the model stays, labelled with the trial it was fitted for.
+        described[results.MODEL_FILE] = {"trial": _model_trial(out), "kept_from_an_earlier_run": True}
+
+    (out / results.RUN_FILE).unlink(missing_ok=True)  # from here on, the old set is not whole
+    manifest: dict[str, dict[str, Any]] = {}
+    for name, info in described.items():
+        if name in payloads:
+            results.write_atomic(out / name, payloads[name])
+            manifest[name] = {**info, "sha256": hashlib.sha256(payloads[name]).hexdigest()}
+        else:
+            manifest[name] = {**info, "sha256": _sha256_of(out / name)}
+    model = manifest.get(results.MODEL_FILE)
+    if model is not None:
+        metadata["model_trial"] = model["trial"]
+    metadata["files"] = manifest
+    results.write_atomic(out / results.RUN_FILE, results.json_text(metadata))
+    files = {"trials": out / results.TRIALS_FILE}
+    if results.BEST_FILE in manifest:
+        files["best"] = out / results.BEST_FILE
+    if results.MODEL_FILE in manifest:
+        files["model"] = out / results.MODEL_FILE
+    files["run"] = out / results.RUN_FILE
+    return files
+
+
+def _model_trial(out: Path) -> int | None:
+    """The trial the model.joblib in ``out`` was fitted for, from the run.json beside it."""
+    try:
+        previous = json.loads((out / results.RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    listed = (previous.get("files") or {}).get(results.MODEL_FILE)
+    if isinstance(listed, dict):
+        if listed.get("sha256") == _sha256_of(out / results.MODEL_FILE):
+            return listed.get("trial")
+        return None
+    # hptune 0.1.0 listed no files: its model is its best trial's when it refitted one.
+    return previous.get("best_trial") if previous.get("model_refitted") else None
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class FinishedRun:
+    """A run read back from its folder: what ``report``, ``show``, ``compare`` and ``predict`` use."""
+
+    folder: Path
+    run: dict[str, Any]  # run.json
+    table: Any  # trials.csv as a DataFrame
+    best: dict[str, Any] | None  # best.yaml, when a trial completed
+    model_path: Path | None  # model.joblib, when the set holds one
+
+    @property
+    def model_is_best(self) -> bool:
+        return self.model_path is not None and self.run.get("model_trial") == self.run.get("best_trial")
+
+
+def load_run(folder: Path) -> FinishedRun:
+    """Read the set in ``folder``, checking every file against run.json; works without the
+    study, on another machine. Raises RunFolderError when the set is not whole."""
+    import pandas as pd
+    import yaml
+
+    run_file = folder / results.RUN_FILE
+    try:
+        run = json.loads(run_file.read_text())
+    except FileNotFoundError:
+        if (folder / results.TRIALS_FILE).exists():
+            raise RunFolderError(
+                f"{folder} holds no run.json: writing the outputs was cut short; "
+                f"`hptune finalize` (or the same `run` command) writes them again"
+            ) from None
+        raise RunFolderError(f"{folder} holds no hptune run (no {results.RUN_FILE})") from None
+    except ValueError as exc:
+        raise RunFolderError(f"{run_file} is not valid JSON: {exc}") from None
+    listed = run.get("files")
+    if not isinstance(listed, dict):
+        raise RunFolderError(f"{run_file} lists no files (written by hptune 0.1.0?); `hptune finalize` rewrites it")
+    for name, info in listed.items():
+        path = folder / name
+        if not path.exists():
+            raise RunFolderError(f"{path} is missing; run.json lists it")
+        if _sha256_of(path) != info.get("sha256"):
+            raise RunFolderError(f"{path} changed after run.json was written (its sha256 differs)")
+    best = yaml.safe_load((folder / results.BEST_FILE).read_text()) if results.BEST_FILE in listed else None
+    return FinishedRun(
+        folder=folder,
+        run=run,
+        table=pd.read_csv(folder / results.TRIALS_FILE),
+        best=best,
+        model_path=folder / results.MODEL_FILE if results.MODEL_FILE in listed else None,
+    )

@@ -1,0 +1,42 @@
+"""Optuna samplers and pruners, from one factory, and the seed each process samples with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Seeds are 32-bit (NumPy's limit); each machine gets a block of this many worker seeds.
+SEED_SPACE = 2**32
+WORKERS_PER_MACHINE = 1000
+
+
+def sampler_seed(seed: int, machine: int, worker: int = 0) -> int:
+    """The sampling seed of worker process ``worker`` on machine ``machine``.
+
+    Machine 0 worker 0 samples with the experiment's own seed, so a run on one machine is
+    reproducible; distinct (machine, worker) pairs never share a seed (machine indices are
+    claimed in the study, see ``hptune.study``), and every seed stays within 0..2**32-1.
+    """
+    return (seed + WORKERS_PER_MACHINE * machine + worker) % SEED_SPACE
+
+
+def make_sampler(kind: str, seed: int, parallel: bool = False) -> Any:
+    import optuna
+
+    if kind == "bayesian":
+        # constant_liar keeps parallel workers from all proposing the same promising point.
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=parallel)
+    if kind == "cmaes":
+        # Categorical parameters are outside CMA-ES; they fall back to random sampling.
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if kind == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    # random, and grid: every grid trial is enqueued, so the sampler never draws a value.
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def make_pruner(strategy: Any) -> Any:
+    """No pruning yet: every trial runs every fold (Optuna's default would be MedianPruner,
+    idle only because nothing reports intermediate values; say so instead)."""
+    import optuna
+
+    return optuna.pruners.NopPruner()

@@ -1,0 +1,76 @@
+"""Studies made by an earlier release keep resuming; a real change is still refused."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import optuna
+import pytest
+
+from hptune.fingerprint import fingerprint_parts
+from hptune.storage import journal_storage
+from hptune.validate import Overrides, load_experiment
+from tests.conftest import ROOT, run_cli
+
+FIXTURE = ROOT / "tests" / "fixtures" / "study-0.1.0"
+
+
+@pytest.fixture
+def old_study(tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the study hptune 0.1.0 made (3 of 3 trials), and its experiment file."""
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(FIXTURE / "study.journal", out / "study.journal")
+    spec = tmp_path / "experiment.yaml"
+    shutil.copy(FIXTURE / "experiment.yaml", spec)
+    return spec, out
+
+
+def _stored_parts(out: Path) -> dict[str, str]:
+    study = optuna.load_study(study_name="made-by-0.1.0", storage=journal_storage(out / "study.journal"))
+    return study.user_attrs["hptune_fingerprint_parts"]
+
+
+def test_a_study_made_by_0_1_0_resumes(old_study) -> None:
+    spec, out = old_study
+    result = run_cli("run", spec, "--out", out, "--n-trials", "5", "-q")
+    assert result.exit_code == 0, result
+    assert "resuming: 3 of 5 trials done" in result.stderr
+    study = optuna.load_study(study_name="made-by-0.1.0", storage=journal_storage(out / "study.journal"))
+    assert [t.state.name for t in study.get_trials()] == ["COMPLETE"] * 5
+
+
+@pytest.mark.parametrize(
+    ("change", "part"),
+    [("cv: {folds: 3}", "cv"), ("seed: 7", "seed"), ("max_iter: 500", "model"), ("kind: random", "strategy")],
+)
+def test_a_study_made_by_0_1_0_refuses_a_real_change(change: str, part: str, old_study) -> None:
+    spec, out = old_study
+    changed = {"cv: {folds: 3}": "cv: {folds: 4}", "seed: 7": "seed: 8", "max_iter: 500": "max_iter: 400",
+               "kind: random": "kind: bayesian"}[change]
+    spec.write_text(spec.read_text().replace(change, changed))
+    result = run_cli("run", spec, "--out", out, "-q")
+    assert result.exit_code == 2, result
+    assert f"holds a study of a different experiment (changed: {part})" in result.stderr
+
+
+def test_the_fingerprint_is_the_one_0_1_0_stored(old_study) -> None:
+    spec, out = old_study
+    exp = load_experiment(spec, (), Overrides(out=str(out)))
+    assert fingerprint_parts(exp) == _stored_parts(out)
+
+
+def test_a_key_added_since_0_1_0_changes_the_fingerprint_only_when_set() -> None:
+    from hptune import spec
+    from hptune.fingerprint import _meaning
+
+    class CVSpec(spec.CVSpec):  # as a later release might grow it
+        stratify_by: str | None = None
+
+    before = _meaning(spec.CVSpec(folds=3))
+    assert _meaning(CVSpec(folds=3)) == before
+    assert _meaning(CVSpec(folds=3, stratify_by=None)) == before
+    assert _meaning(CVSpec(folds=3, stratify_by="region")) == {**before, "stratify_by": "region"}
+    # A key 0.1.0 knew is hashed with its value even at the default, as 0.1.0 did.
+    assert _meaning(spec.CVSpec())["folds"] == 5

@@ -74,8 +74,8 @@ def fail_dead_trials(handle: StudyHandle) -> int:
             started = trial.datetime_start or now
             if now - started < timedelta(seconds=UNCLAIMED_TRIAL_AGE):
                 continue
-        elif is_alive(str(worker)) is not False:
-            continue  # alive, or on another machine: not ours to judge
+        elif is_alive(str(worker)):
+            continue  # alive, or another host's, which is not ours to judge
         if _fail_and_requeue(handle, trial, "the process running this trial stopped (killed or crashed)"):
             count += 1
     return count

@@ -7,9 +7,9 @@ import traceback
 import warnings
 from typing import Any
 
+from hptune import processes
 from hptune.crossval import CVContext, CVResult, cross_validate_folds
 from hptune.errors import HptuneError
-from hptune.processes import process_identity
 from hptune.ranking import Goal
 from hptune.space import Space, suggest
 from hptune.stopping import Admission, Budget
@@ -53,8 +53,8 @@ class Objective:
         self.report_folds = report_folds
 
     def __call__(self, trial: Any) -> float:
-        # Read per trial, not at import: forked workers import this module in their parent.
-        trial.set_user_attr(ATTR_WORKER, process_identity())
+        # Asked per trial, not at import: forked workers import this module in their parent.
+        trial.set_user_attr(ATTR_WORKER, processes.current())
         if self.budget is not None:
             admission = self.budget.admit(trial)
             if admission is not Admission.RUN:

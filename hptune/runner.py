@@ -110,7 +110,12 @@ def run_experiment(
         )
     except KeyboardInterrupt:
         # Ctrl-C during the refit: write the set without it (the model stays the earlier one).
-        result = _finish(exp, handle, setup, Stop(StopReason.INTERRUPTED), started_at, timings, refit=False)
+        try:
+            result = _finish(exp, handle, setup, Stop(StopReason.INTERRUPTED), started_at, timings, refit=False)
+        except KeyboardInterrupt:  # and again while writing it: the study is whole, say so
+            raise RunInterruptedError(
+                f"interrupted while writing the outputs; every trial is kept in {handle.where}; {resume_hint}"
+            ) from None
     result.resumed_from = tidied.resumed_from
     result.moved_aside = handle.moved_aside
     error: RunFailedError | RunInterruptedError | None = None

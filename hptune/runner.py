@@ -89,6 +89,12 @@ def run_experiment(
     handle = open_study(exp, resume=options.resume, fresh=options.fresh, machine_index=options.worker_index)
     tidied = housekeeping.tidy(handle, options.retry_failed)
     setup_seconds = time.perf_counter() - clock
+    log.info(
+        "study %s in %s: %d trial(s) had finished; %d of %d held out for the test; %d fold(s); %s",
+        exp.spec.name, handle.where, tidied.resumed_from, 0 if setup.split.y_test is None else len(setup.split.y_test),
+        exp.data.n_rows, len(setup.ctx.folds),
+        "trials run in this process" if handle.workers == 1 else f"{handle.workers} worker processes",
+    )
 
     rules = StopRules.for_experiment(exp, exp.spec.strategy.timeout)
     search = Search(handle, setup, rules, on_progress, tidied.resumed_from, tidied.requeued, refit_ahead=True)

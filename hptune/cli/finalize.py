@@ -34,8 +34,11 @@ def finalize(
 
         result = finalize_experiment(exp)
         if result.status == "partial":
-            console(stderr=True).print(
-                f"note: the study has not spent its budget of {exp.n_trials} trials, or a trial is still "
-                f"running; these outputs are partial"
+            running = result.counts.get("running", 0)
+            why = (
+                f"{running} trial(s) of the study are still running (one may yet be the best)"
+                if running
+                else f"the study has not spent its budget of {exp.n_trials} trials"
             )
+            console(stderr=True).print(f"note: {why}; these outputs are partial")
         render_summary(console(), result)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from hptune.runner import Progress, RunResult
+    from hptune.validate import ValidatedExperiment
 
 #: Exit codes, named (as sqlfluff does): 1 means "ran, but the result failed".
 EXIT_OK = 0
@@ -148,6 +149,7 @@ def validate(
         except SpecError as exc:
             all_issues.extend(exc.issues)
             continue
+        _print_warnings(exp)
         out.print(
             f"{path}: ok ({exp.task}, {exp.estimator_path}, {len(exp.spec.search_space)} parameters, "
             f"{exp.spec.strategy.kind} x {exp.n_trials} trials)"
@@ -155,6 +157,13 @@ def validate(
     if all_issues:
         with _user_errors():
             raise SpecError(all_issues)
+
+
+def _print_warnings(exp: ValidatedExperiment) -> None:
+    """What is probably a mistake but does not stop a run: one line each, on stderr."""
+    err = _console(stderr=True)
+    for warning in exp.warnings:
+        err.print(f"[yellow]{_escape(str(warning))}[/yellow]")
 
 
 def _check_storage(value: str | None) -> str | None:
@@ -233,6 +242,7 @@ def run(
     with _user_errors(), _sigterm_as_interrupt():
         overrides = Overrides(n_trials, timeout_seconds, n_jobs, seed, str(out) if out else None, storage)
         exp = load_experiment(file, tuple(allow_module or ()), overrides)
+        _print_warnings(exp)
         _quiet_libraries()
         from hptune.runner import RunOptions, run_experiment, run_worker
 

@@ -10,7 +10,7 @@ located at the line and column of the key it is about.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
@@ -18,9 +18,10 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from hptune import space as space_mod
-from hptune.data import BUNDLED_TASKS, DataFieldError, Dataset, infer_task, load_dataset
-from hptune.errors import DataError, SpecError, SpecIssue
+from hptune.data import BUNDLED_TASKS, DataFieldError, Dataset, Split, infer_task, load_dataset
+from hptune.errors import DataError, SpecError, SpecIssue, SpecWarning
 from hptune.estimators import EstimatorLookupError, default_params, import_estimator, resolve_name
+from hptune.folds import Folds, check_folds
 from hptune.metrics import DEFAULT_METRIC, check_metric
 from hptune.shape_errors import raw_path, translate
 from hptune.spec import DEFAULT_N_TRIALS, CategoricalParam, Experiment
@@ -53,6 +54,11 @@ class ValidatedExperiment:
     data: Dataset
     n_trials: int
     grid: list[dict[str, Any]] | None = None
+    #: The held-out split and the folds, built by validation exactly as a run builds them.
+    split: Split | None = None
+    folds: Folds | None = None
+    #: What is probably a mistake but does not stop a run, sorted by line.
+    warnings: list[SpecWarning] = field(default_factory=list)
 
     @property
     def output_dir(self) -> Path:
@@ -68,6 +74,7 @@ def load_experiment(
     result = checker.run(overrides or Overrides())
     if checker.issues or result is None:
         raise SpecError(checker.issues)
+    result.warnings = sorted(set(checker.warnings))
     return result
 
 
@@ -77,11 +84,16 @@ class _Checker:
         self.base_dir = base_dir
         self.allow_modules = allow_modules
         self.issues: list[SpecIssue] = []
+        self.warnings: list[SpecWarning] = []
         #: Search-space entries dropped for shape errors; conditions on them are not re-reported.
         self.pruned_params: set[str] = set()
 
     def add(self, path: Path_, message: str) -> None:
         self.issues.append(self.loaded.issue(path, message))
+
+    def warn(self, path: Path_, message: str) -> None:
+        issue = self.loaded.issue(path, message)
+        self.warnings.append(SpecWarning(issue.file, issue.line, issue.column, issue.path, issue.message))
 
     # -- shape -------------------------------------------------------------------------
     def sections(self) -> tuple[Experiment | None, dict[str, Any]]:
@@ -145,6 +157,13 @@ class _Checker:
             grid = self.check_strategy(sec["strategy"], search_space)
         if spec is None or self.issues or data is None or estimator is None or task is None:
             return None
+        # Last, on a file valid in every other way: the real split, as the run will make it.
+        target = ("data", "target") if spec.data.path else ("data",)
+        split, folds, problems = check_folds(spec, data, task, target)
+        for problem in problems:
+            (self.warn if problem.warning else self.add)(problem.path, problem.message)
+        if self.issues:
+            return None
         estimator_path, estimator_class = estimator
         n_trials = spec.strategy.n_trials or (len(grid) if grid is not None else DEFAULT_N_TRIALS)
         if grid is not None:
@@ -160,6 +179,8 @@ class _Checker:
             data=data,
             n_trials=n_trials,
             grid=grid,
+            split=split,
+            folds=folds,
         )
 
     def check_data(self, data_spec: Any) -> Dataset | None:

@@ -61,6 +61,7 @@ class CVContext:
     folds: list[tuple[Any, Any]]
     metrics: list[str]  # the main metric first, then the extra ones
     train_scores: bool
+    positive_class: Any = None  # data.positive_class: the pos_label of binary metrics
     _scorer: Any = field(default=None, repr=False)
     _fold_data: dict[int, tuple[Any, Any, Any, Any]] = field(default_factory=dict, repr=False)
     _preprocessed: dict[int, tuple[Any, Any, Any, Any]] = field(default_factory=dict, repr=False)
@@ -108,10 +109,10 @@ class CVContext:
     @property
     def scorer(self) -> Any:
         if self._scorer is None:
-            from sklearn.metrics import check_scoring
+            from hptune.metrics import build_scorer
 
             # One multi-metric scorer computes each prediction once for all metrics.
-            self._scorer = check_scoring(self.pipeline, scoring=list(self.metrics))
+            self._scorer = build_scorer(self.pipeline, list(self.metrics), self.positive_class)
         return self._scorer
 
 

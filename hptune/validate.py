@@ -22,10 +22,10 @@ from hptune.data import BUNDLED_TASKS, DataFieldError, Dataset, Split, infer_tas
 from hptune.errors import DataError, SpecError, SpecIssue, SpecWarning
 from hptune.estimators import EstimatorLookupError, default_params, import_estimator, resolve_name
 from hptune.folds import Folds, check_folds
-from hptune.metrics import DEFAULT_METRIC, check_metric
+from hptune.metrics import DEFAULT_METRIC, check_metric, check_metric_labels, check_positive_class
 from hptune.shape_errors import raw_path, translate
 from hptune.spec import DEFAULT_N_TRIALS, CategoricalParam, Experiment
-from hptune.yamlio import LoadedYaml, Path_, load_yaml
+from hptune.yamlio import LoadedYaml, Path_, dotted, load_yaml
 
 
 @dataclass
@@ -151,6 +151,8 @@ class _Checker:
         if search_space is not None:
             self.check_conditions(search_space)
         metric = self.check_metrics(sec.get("metric"), sec.get("extra_metrics"), task)
+        if data is not None and sec.get("data") is not None:
+            self.check_labels(sec["data"].positive_class, metric, sec.get("extra_metrics"), task, data)
         self.check_cv(sec.get("cv"), sec.get("data"), task, data)
         grid = None
         if sec.get("strategy") is not None and search_space is not None:
@@ -296,6 +298,27 @@ class _Checker:
             elif name == (metric or DEFAULT_METRIC.get(task or "", "")):
                 self.add(("extra_metrics", index), f"{name!r} is already the main metric")
         return metric
+
+    def check_labels(self, positive: Any, metric: str | None, extra: list[str] | None, task: str | None,
+                     data: Dataset) -> None:
+        """The positive class, and metrics that cannot score this target's labels."""
+        if task != "classification":
+            if positive is not None:
+                self.add(("data", "positive_class"), f"applies to classification; the task is {task}")
+            return
+        if positive is not None:
+            problem = check_positive_class(positive, data.y)
+            if problem:
+                self.add(("data", "positive_class"), problem)
+                return  # the metrics would only repeat that the positive class is unknown
+        bad = {i.path for i in self.issues}  # unknown names, or metrics for another task
+        named = [(("metric",), metric)] + [(("extra_metrics", i), n) for i, n in enumerate(extra or [])]
+        for where, name in named:
+            if name is None or dotted(where) in bad:
+                continue
+            problem = check_metric_labels(name, data.y, positive)
+            if problem:
+                self.add(where, problem)
 
     def check_cv(self, cv: Any, data_spec: Any, task: str | None, data: Dataset | None) -> None:
         if cv is None:

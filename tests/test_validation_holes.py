@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from tests.conftest import run_cli
 
@@ -178,3 +179,141 @@ def test_the_validated_split_and_folds_are_the_ones_the_runner_builds(tmp_path, 
     assert exp.split is not None and exp.folds is not None
     assert exp.split.X_train.equals(split.X_train) and exp.split.y_test.equals(split.y_test)
     assert [(list(a), list(b)) for a, b in exp.folds] == [(list(a), list(b)) for a, b in folds]
+
+
+# -- d. binary metrics: the positive class, and targets with more than two classes -----------
+
+def _binary(labels: tuple, n: int = 60) -> pd.DataFrame:
+    # Two overlapping classes, so that no fold scores a perfect (and uninformative) 1.0.
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    positive = np.arange(n) % 3 == 0
+    return pd.DataFrame({"x": rng.normal(size=n) + positive * 1.5, "target": [labels[int(p)] for p in positive]})
+
+
+BINARY = """
+name: binary
+data: {{path: data.csv, target: target, test_size: 0{extra}}}
+model: {{estimator: logistic_regression, preprocessing: none}}
+search_space:
+  C: {{type: float, low: 0.1, high: 10, log: true}}
+metric: {metric}
+extra_metrics: {extras}
+cv: {{folds: 3}}
+strategy: {{kind: random, n_trials: 2}}
+"""
+
+
+def test_a_binary_metric_on_text_labels_asks_which_class_is_positive(tmp_path, write_spec) -> None:
+    _csv(tmp_path, _binary(("no", "yes")))
+    spec = write_spec(BINARY.format(extra="", metric="f1", extras="[precision, average_precision, roc_auc]"))
+    assert _problems(run_cli("validate", spec)) == [
+        f"{spec}:6:1: metric: 'f1' needs to know which class is positive; the target's labels are 'no', 'yes': "
+        "set data.positive_class",
+        f"{spec}:7:17: extra_metrics[0]: 'precision' needs to know which class is positive; the target's labels "
+        "are 'no', 'yes': set data.positive_class",
+        f"{spec}:7:28: extra_metrics[1]: 'average_precision' needs to know which class is positive; the "
+        "target's labels are 'no', 'yes': set data.positive_class",
+    ]
+
+
+def test_roc_auc_on_text_labels_needs_no_positive_class(tmp_path, write_spec) -> None:
+    _csv(tmp_path, _binary(("no", "yes")))
+    spec = write_spec(BINARY.format(extra="", metric="roc_auc", extras="[accuracy]"))
+    result = run_cli("run", spec, "--out", tmp_path / "out", "-q")
+    assert result.exit_code == 0, result
+    assert (pd.read_csv(tmp_path / "out" / "trials.csv")["state"] == "COMPLETE").all()
+
+
+@pytest.mark.parametrize(
+    ("labels", "positive", "written"),
+    [(("no", "yes"), "yes", "'yes'"), (("no", "yes"), "no", "'no'"), ((0, 1), 0, "0"), ((False, True), False, "false")],
+)
+def test_the_positive_class_is_the_pos_label_of_every_binary_scorer(tmp_path, write_spec, labels, positive, written) -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score, make_scorer, precision_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    frame = _binary(labels)
+    _csv(tmp_path, frame)
+    spec = write_spec(BINARY.format(extra=f", positive_class: {written}", metric="f1", extras="[precision, recall]"))
+    result = run_cli("run", spec, "--out", tmp_path / "out", "-q")
+    assert result.exit_code == 0, result
+    table = pd.read_csv(tmp_path / "out" / "trials.csv")
+    assert (table["state"] == "COMPLETE").all()
+    X, y = frame[["x"]], pd.read_csv(tmp_path / "data.csv")["target"]
+    cv = StratifiedKFold(3, shuffle=True, random_state=0)
+    for _, row in table.iterrows():
+        model = LogisticRegression(C=row["param_C"], random_state=0)
+        for name, func in (("f1", f1_score), ("precision", precision_score)):
+            expected = cross_val_score(model, X, y, cv=cv, scoring=make_scorer(func, pos_label=positive)).mean()
+            assert row[f"mean_test_{name}"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_binary_only_metric_on_three_classes_names_the_multiclass_variants(write_spec) -> None:
+    spec = write_spec(
+        """
+        name: iris-f1
+        data: {dataset: iris}
+        model: {estimator: logistic_regression}
+        search_space:
+          C: {type: float, low: 0.1, high: 10, log: true}
+        metric: roc_auc
+        extra_metrics: [f1, f1_samples, f1_macro]
+        """
+    )
+    assert _problems(run_cli("validate", spec)) == [
+        f"{spec}:6:1: metric: 'roc_auc' scores two classes, but the target has 3 (0, 1, 2): use roc_auc_ovo, "
+        "roc_auc_ovo_weighted, roc_auc_ovr or roc_auc_ovr_weighted",
+        f"{spec}:7:17: extra_metrics[0]: 'f1' scores two classes, but the target has 3 (0, 1, 2): use f1_macro, "
+        "f1_micro or f1_weighted",
+        f"{spec}:7:21: extra_metrics[1]: 'f1_samples' averages over each row's labels, for multilabel targets; "
+        "hptune's have one label a row: use f1_macro, f1_micro or f1_weighted",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("labels", "written", "message"),
+    [
+        (("no", "yes"), "maybe", "'maybe' is not one of the target's labels: 'no', 'yes'"),
+        (("no", "yes"), "'Yes'", "'Yes' is not one of the target's labels: 'no', 'yes'; did you mean 'yes'?"),
+        (("no", "yes"), "yes", "true is a boolean (YAML reads unquoted yes, no, on, off, true and false as "
+                               "booleans), but the target's labels are text: 'no', 'yes'; quote it: "
+                               "positive_class: 'yes'"),
+        (("0", "1"), "1", None),  # pandas reads these as numbers, so 1 is right
+        ((0, 1), "'1'", "'1' is text, but the target's labels are numbers: 0, 1; write it without quotes"),
+        ((0, 1), "true", "true is a boolean, but the target's labels are numbers: 0, 1"),
+        ((False, True), "1", "1 is not one of the target's labels: false, true"),
+        (("a", "b", "c"), "a", "applies to a target with two classes; this one has 3: 'a', 'b', 'c'"),
+    ],
+)
+def test_positive_class_must_be_one_of_the_labels_with_their_type(tmp_path, write_spec, labels, written, message) -> None:
+    frame = pd.DataFrame({"x": range(30), "target": [labels[i % len(labels)] for i in range(30)]})
+    _csv(tmp_path, frame)
+    spec = write_spec(BINARY.format(extra=f", positive_class: {written}", metric="accuracy", extras="[]"))
+    result = run_cli("validate", spec)
+    if message is None:
+        assert result.exit_code == 0, result
+    else:
+        assert _problems(result) == [f"{spec}:2:54: data.positive_class: {message}"]
+
+
+def test_positive_class_is_for_classification(tmp_path, write_spec) -> None:
+    _csv(tmp_path, pd.DataFrame({"x": range(30), "target": [i * 0.5 for i in range(30)]}))
+    spec = write_spec(BINARY.format(extra=", positive_class: 1", metric="r2", extras="[]"))
+    assert _problems(run_cli("validate", spec)) == [
+        f"{spec}:2:54: data.positive_class: applies to classification; the task is regression"
+    ]
+
+
+def test_a_study_made_by_0_1_0_still_resumes(tmp_path: Path) -> None:
+    # data.positive_class is a new key: at its default it must not change the experiment's
+    # fingerprint, or every existing study would refuse to resume.
+    import shutil
+
+    fixture = Path(__file__).parent / "fixtures" / "study-0.1.0"
+    shutil.copytree(fixture, tmp_path / "study")
+    result = run_cli("run", tmp_path / "study" / "experiment.yaml", "--out", tmp_path / "study", "-q")
+    assert result.exit_code == 0, result
+    assert "resuming: 3 of 3 trials done" in result.stderr

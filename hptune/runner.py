@@ -276,6 +276,7 @@ def prepare(exp: ValidatedExperiment) -> Setup:
         folds=make_folds(splitter, split.X_train, split.y_train, split.groups_train),
         metrics=[exp.metric, *spec.extra_metrics],
         train_scores=spec.cv.train_scores,
+        positive_class=spec.data.positive_class,
     )
     return Setup(split, ctx)
 

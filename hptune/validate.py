@@ -20,12 +20,23 @@ from pydantic import TypeAdapter, ValidationError
 from hptune import space as space_mod
 from hptune.data import BUNDLED_TASKS, DataFieldError, Dataset, Split, infer_task, load_dataset
 from hptune.errors import DataError, SpecError, SpecIssue, SpecWarning
-from hptune.estimators import EstimatorLookupError, default_params, import_estimator, resolve_name
+from hptune.estimators import (
+    EstimatorLookupError,
+    default_params,
+    import_estimator,
+    resolve_name,
+    takes_kwargs,
+)
 from hptune.folds import Folds, check_folds
 from hptune.metrics import DEFAULT_METRIC, check_metric, check_metric_labels, check_positive_class
 from hptune.shape_errors import raw_path, translate
 from hptune.spec import DEFAULT_N_TRIALS, CategoricalParam, Experiment
 from hptune.yamlio import LoadedYaml, Path_, dotted, load_yaml
+
+#: How close (difflib's ratio) an unlisted name passed to **kwargs must be to a listed one to
+#: be called a likely typo: 'n_estimator' for 'n_estimators' (0.96) is, LightGBM's own
+#: 'verbose' or 'max_bin' are not close to anything listed.
+KWARGS_TYPO_CUTOFF = 0.85
 
 
 @dataclass
@@ -236,19 +247,28 @@ class _Checker:
             self.add(("model", "estimator"), str(exc))
             return {}
         short = dotted.rsplit(".", 1)[1]
+        open_ended = takes_kwargs(cls)
 
-        def unknown(name: str) -> str:
-            close = get_close_matches(name, accepted, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            return f"{short} has no parameter {name!r}{hint}"
+        def known(where: Path_, name: str) -> bool:
+            """Whether ``name`` reaches the estimator; says why not, or what it may be a typo of."""
+            if name in accepted:
+                return True
+            if not open_ended:
+                close = get_close_matches(name, accepted, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                self.add(where, f"{short} has no parameter {name!r}{hint}")
+                return False
+            # Any name is passed on, so only an obvious typo of a listed one is pointed out.
+            close = get_close_matches(name, accepted, n=1, cutoff=KWARGS_TYPO_CUTOFF)
+            if close:
+                self.warn(where, f"{short} does not list {name!r}; did you mean {close[0]!r}? It takes **kwargs, "
+                                 "so the name is passed to it as written")
+            return True
 
         for name in model.params:
-            if name not in accepted:
-                self.add(("model", "params", name), unknown(name))
+            known(("model", "params", name), name)
         for name in search_space or {}:
-            if name not in accepted:
-                self.add(("search_space", name), unknown(name))
-            elif name in model.params:
+            if known(("search_space", name), name) and name in model.params:
                 self.add(("search_space", name), f"{name!r} is both fixed in model.params and tuned here; keep one")
         fixed = dict(model.params)
         # Seed the estimator's own randomness too, or "same seed, same results" would not hold.

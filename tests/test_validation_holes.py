@@ -317,3 +317,82 @@ def test_a_study_made_by_0_1_0_still_resumes(tmp_path: Path) -> None:
     result = run_cli("run", tmp_path / "study" / "experiment.yaml", "--out", tmp_path / "study", "-q")
     assert result.exit_code == 0, result
     assert "resuming: 3 of 3 trials done" in result.stderr
+
+
+# -- k. estimators that take **kwargs (LightGBM, XGBoost) ------------------------------------
+
+BOOSTED = """
+name: boosted
+data: {{path: data.csv, target: target, test_size: 0}}
+model:
+  estimator: {estimator}
+  params: {params}
+search_space:
+  {tuned}
+cv: {{folds: 3}}
+strategy: {{kind: random, n_trials: 3}}
+"""
+
+
+def test_lightgbm_takes_parameters_beyond_get_params(tmp_path, write_spec) -> None:
+    import joblib
+    import yaml
+
+    pytest.importorskip("lightgbm")
+    _csv(tmp_path, _binary((0, 1), n=90))
+    # verbose and max_bin are LightGBM parameters its scikit-learn class takes through **kwargs.
+    spec = write_spec(BOOSTED.format(estimator="lightgbm", params="{verbose: -1, n_estimators: 5}",
+                                     tuned="max_bin: [15, 31]\n  num_leaves: [4, 8]"))
+    check = run_cli("validate", spec)
+    assert check.exit_code == 0 and check.stderr == "", check
+    result = run_cli("run", spec, "--out", tmp_path / "out", "-q")
+    assert result.exit_code == 0, result
+    assert "[LightGBM]" not in result.stdout  # verbose: -1 reached the model
+    table = pd.read_csv(tmp_path / "out" / "trials.csv")
+    assert (table["state"] == "COMPLETE").all() and set(table["param_max_bin"]) <= {15, 31}
+    best = yaml.safe_load((tmp_path / "out" / "best.yaml").read_text())
+    model = joblib.load(tmp_path / "out" / "model.joblib").named_steps["model"]
+    assert model.get_params()["verbose"] == -1 and model.get_params()["max_bin"] == best["params"]["max_bin"]
+
+
+def test_xgboost_takes_parameters_beyond_get_params(tmp_path, write_spec) -> None:
+    import joblib
+
+    pytest.importorskip("xgboost")
+    _csv(tmp_path, _binary((0, 1), n=90))
+    spec = write_spec(BOOSTED.format(estimator="xgboost", params="{n_estimators: 5, max_cached_hist_node: 1024}",
+                                     tuned="max_leaves: [4, 8]\n  min_split_loss: [0.0, 0.5]"))
+    result = run_cli("run", spec, "--out", tmp_path / "out", "-q")
+    assert result.exit_code == 0, result
+    table = pd.read_csv(tmp_path / "out" / "trials.csv")
+    assert (table["state"] == "COMPLETE").all() and "param_min_split_loss" in table.columns
+    model = joblib.load(tmp_path / "out" / "model.joblib").named_steps["model"]
+    assert model.get_params()["max_cached_hist_node"] == 1024
+
+
+def test_a_likely_typo_for_a_kwargs_estimator_is_a_warning(tmp_path, write_spec) -> None:
+    pytest.importorskip("lightgbm")
+    _csv(tmp_path, _binary((0, 1)))
+    spec = write_spec(BOOSTED.format(estimator="lightgbm", params="{verbose: -1, n_estimator: 5}",
+                                     tuned="num_leave: [4, 8]"))
+    result = run_cli("validate", spec)
+    assert result.exit_code == 0, result
+    assert result.stderr.splitlines() == [
+        f"{spec}:5:25: model.params.n_estimator: warning: LGBMClassifier does not list 'n_estimator'; did you "
+        "mean 'n_estimators'? It takes **kwargs, so the name is passed to it as written",
+        f"{spec}:7:3: search_space.num_leave: warning: LGBMClassifier does not list 'num_leave'; did you "
+        "mean 'num_leaves'? It takes **kwargs, so the name is passed to it as written",
+    ]
+
+
+def test_an_estimator_without_kwargs_still_refuses_unknown_names(write_spec) -> None:
+    spec = write_spec(
+        """
+        name: svc
+        data: {dataset: iris}
+        model: {estimator: svc, params: {verbose_level: 1}}
+        search_space:
+          C: [1, 2]
+        """
+    )
+    assert _problems(run_cli("validate", spec)) == [f"{spec}:3:34: model.params.verbose_level: SVC has no parameter 'verbose_level'; did you mean 'verbose'?"]

@@ -19,6 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from hptune import space as space_mod
 from hptune.data import BUNDLED_TASKS, DataFieldError, Dataset, Split, infer_task, load_dataset
+from hptune.datacheck import suspicious_columns
 from hptune.errors import DataError, SpecError, SpecIssue, SpecWarning
 from hptune.estimators import (
     EstimatorLookupError,
@@ -200,12 +201,18 @@ class _Checker:
         if data_spec is None:
             return None
         try:
-            return load_dataset(data_spec, self.base_dir)
+            data = load_dataset(data_spec, self.base_dir)
         except DataFieldError as exc:
             self.add(("data", exc.field), str(exc))
         except DataError as exc:
             self.add(("data",), str(exc))
-        return None
+            return None
+        if data_spec.path is not None:  # bundled data sets are known to be fine
+            # Warned at the key that fixes it: data.drop when the file has one.
+            where = ("data", "drop") if ("data", "drop") in self.loaded.positions else ("data", "path")
+            for message in suspicious_columns(data.X, data.y, str(data_spec.target)):
+                self.warn(where, message)
+        return data
 
     def check_task(self, task: str | None, data_spec: Any, data: Dataset | None) -> str | None:
         if data is None:

@@ -396,3 +396,67 @@ def test_an_estimator_without_kwargs_still_refuses_unknown_names(write_spec) -> 
         """
     )
     assert _problems(run_cli("validate", spec)) == [f"{spec}:3:34: model.params.verbose_level: SVC has no parameter 'verbose_level'; did you mean 'verbose'?"]
+
+
+# -- l. data that is probably a mistake: warnings, not errors --------------------------------
+
+def _churn(n: int = 200) -> pd.DataFrame:
+    frame = _binary(("no", "yes"), n=n).rename(columns={"target": "churn"})
+    frame["customer_id"] = [f"C{i:05d}" for i in range(n)]
+    frame["country"] = "FR"
+    frame["churned"] = frame["churn"]
+    frame["plan"] = ["basic", "pro", "team", "basic"] * (n // 4)
+    return frame
+
+
+CHURN = """
+name: churn
+data:
+  path: data.csv
+  target: churn
+{drop}
+model: {{estimator: logistic_regression}}
+search_space:
+  C: {{type: float, low: 0.1, high: 10, log: true}}
+cv: {{folds: 3}}
+strategy: {{kind: random, n_trials: 2}}
+"""
+
+
+def test_identifier_constant_and_target_copy_columns_are_warned_about(tmp_path, write_spec) -> None:
+    _csv(tmp_path, _churn())
+    spec = write_spec(CHURN.format(drop=""))
+    expected = [
+        f"{spec}:3:3: data.path: warning: column 'churned' is a copy of the target 'churn': a model would learn "
+        "it and nothing else; add it to data.drop",
+        f"{spec}:3:3: data.path: warning: column 'country' holds one value on every row ('FR'): it cannot help "
+        "the model; add it to data.drop",
+        f"{spec}:3:3: data.path: warning: column 'customer_id' looks like an identifier (text, 200 distinct "
+        "values in 200 rows): one-hot encoding it costs time and memory and teaches the model nothing; add it "
+        "to data.drop",
+    ]
+    result = run_cli("validate", spec)
+    assert result.exit_code == 0, result
+    assert result.stderr.splitlines() == expected
+    run = run_cli("run", spec, "--out", tmp_path / "out", "-q")
+    assert run.exit_code == 0, run
+    assert run.stderr.splitlines()[:3] == expected
+
+
+def test_data_warnings_point_at_data_drop_and_stop_once_dropped(tmp_path, write_spec) -> None:
+    _csv(tmp_path, _churn())
+    spec = write_spec(CHURN.format(drop="  drop: [country]"), name="some.yaml")
+    result = run_cli("validate", spec)
+    assert result.exit_code == 0, result
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2 and all(line.startswith(f"{spec}:5:3: data.drop: warning: column '") for line in lines)
+    spec = write_spec(CHURN.format(drop="  drop: [country, customer_id, churned]"), name="clean.yaml")
+    result = run_cli("validate", spec)
+    assert result.exit_code == 0 and result.stderr == "", result
+
+
+def test_bundled_data_sets_get_no_data_warnings(write_spec) -> None:
+    from tests.conftest import CONFIGS
+
+    result = run_cli("validate", CONFIGS / "quickstart.yaml")
+    assert result.exit_code == 0 and result.stderr == "", result

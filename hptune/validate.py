@@ -204,6 +204,7 @@ class _Checker:
             data = load_dataset(data_spec, self.base_dir)
         except DataFieldError as exc:
             self.add(("data", exc.field), str(exc))
+            return None
         except DataError as exc:
             self.add(("data",), str(exc))
             return None

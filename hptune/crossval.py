@@ -42,6 +42,7 @@ class CVContext:
     folds: list[tuple[Any, Any]]
     metrics: list[str]  # the main metric first, then the extra ones
     train_scores: bool
+    positive_class: Any = None  # data.positive_class: the pos_label of binary metrics
     _scorer: Any = field(default=None, repr=False)
     _fold_data: dict[int, tuple[Any, Any, Any, Any]] = field(default_factory=dict, repr=False)
     _preprocessed: dict[int, tuple[Any, Any, Any, Any]] = field(default_factory=dict, repr=False)
@@ -89,10 +90,10 @@ class CVContext:
     @property
     def scorer(self) -> Any:
         if self._scorer is None:
-            from sklearn.metrics import check_scoring
+            from hptune.metrics import build_scorer
 
             # One multi-metric scorer computes each prediction once for all metrics.
-            self._scorer = check_scoring(self.pipeline, scoring=list(self.metrics))
+            self._scorer = build_scorer(self.pipeline, list(self.metrics), self.positive_class)
         return self._scorer
 
 
@@ -168,20 +169,26 @@ class Setup:
 
 
 def prepare(exp: ValidatedExperiment) -> Setup:
-    """The held-out split, the folds and the template pipeline ``exp`` describes."""
-    from hptune.cv import make_folds, make_splitter
-    from hptune.data import split_holdout
+    """The held-out split, the folds and the template pipeline ``exp`` describes.
+
+    Validation built the split and folds already (so a valid file never fails here); they
+    are reused, not built again.
+    """
     from hptune.estimators import build_pipeline
+    from hptune.folds import build_folds
 
     spec = exp.spec
-    split = split_holdout(exp.data, spec.data.test_size, spec.seed, exp.task, ordered=spec.cv.kind == "timeseries")
-    splitter = make_splitter(spec.cv, exp.task, spec.seed, has_groups=split.groups_train is not None)
+    if exp.split is not None and exp.folds is not None:
+        split, folds = exp.split, exp.folds
+    else:  # a ValidatedExperiment made some other way
+        split, folds = build_folds(spec, exp.data, exp.task)
     ctx = CVContext(
         pipeline=build_pipeline(exp.estimator_class, exp.fixed_params, spec.model.preprocessing, split.X_train),
         X=split.X_train,
         y=split.y_train,
-        folds=make_folds(splitter, split.X_train, split.y_train, split.groups_train),
+        folds=folds,
         metrics=[exp.metric, *spec.extra_metrics],
         train_scores=spec.cv.train_scores,
+        positive_class=spec.data.positive_class,
     )
     return Setup(split, ctx)

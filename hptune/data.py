@@ -176,3 +176,19 @@ def split_holdout(data: Dataset, test_size: float, seed: int, task: str, ordered
     train, test = np.sort(train), np.sort(test)
     take = lambda obj, idx: None if obj is None else obj.iloc[idx].reset_index(drop=True)  # noqa: E731
     return Split(take(data.X, train), take(data.y, train), take(data.groups, train), take(data.X, test), take(data.y, test))
+
+
+def show_value(value: Any) -> str:
+    """A label as the experiment file would write it: 'text' quoted, numbers bare, true/false."""
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()  # a NumPy scalar: 1, not np.int64(1)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def show_labels(labels: Any, limit: int = 10) -> str:
+    """Sorted labels, ``'no', 'yes'``; long lists end with how many more there are."""
+    values = sorted(labels, key=lambda v: (str(type(v)), v))
+    shown = ", ".join(show_value(v) for v in values[:limit])
+    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")

@@ -28,6 +28,16 @@ class SpecIssue:
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
 
 
+@dataclass(frozen=True, order=True)
+class SpecWarning(SpecIssue):
+    """Something in an experiment that is probably a mistake but does not stop a run (an
+    identifier column that would be one-hot encoded, a likely typo passed to ``**kwargs``)."""
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}"
+        return f"{where}: {self.path}: warning: {self.message}" if self.path else f"{where}: warning: {self.message}"
+
+
 class SpecError(HptuneError):
     """Raised when an experiment file is invalid; carries every issue found, sorted by line."""
 

@@ -121,6 +121,18 @@ def default_params(cls: type) -> dict[str, Any]:
         ) from None
 
 
+def takes_kwargs(cls: type) -> bool:
+    """Whether ``cls(**params)`` takes names ``get_params()`` does not list (LightGBM's and
+    XGBoost's scikit-learn classes pass them on to the library as they are)."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(cls.__init__).parameters.values()
+    except (TypeError, ValueError):  # a C extension without a signature: assume the strict case
+        return False
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
 def is_scale_sensitive(cls: type) -> bool:
     return cls.__module__.startswith(_SCALE_SENSITIVE_MODULES)
 

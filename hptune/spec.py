@@ -9,7 +9,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 Scalar = bool | int | float | str | None
 
@@ -47,6 +54,9 @@ class DataSpec(_Section):
     drop: list[str] = []
     groups: str | None = None
     test_size: float = Field(0.2, ge=0.0, lt=1.0)
+    #: The class binary metrics (f1, precision, average_precision, ...) score as positive.
+    #: bool before int: YAML's true stays a boolean, not 1.
+    positive_class: bool | int | float | str | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:

@@ -10,22 +10,34 @@ located at the line and column of the key it is about.
 from __future__ import annotations
 
 import copy
-import types
-import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from hptune import space as space_mod
-from hptune.data import BUNDLED_TASKS, DataFieldError, Dataset, infer_task, load_dataset
-from hptune.errors import DataError, SpecError, SpecIssue
-from hptune.estimators import EstimatorLookupError, default_params, import_estimator, resolve_name
-from hptune.metrics import DEFAULT_METRIC, check_metric
+from hptune.data import BUNDLED_TASKS, DataFieldError, Dataset, Split, infer_task, load_dataset
+from hptune.datacheck import suspicious_columns
+from hptune.errors import DataError, SpecError, SpecIssue, SpecWarning
+from hptune.estimators import (
+    EstimatorLookupError,
+    default_params,
+    import_estimator,
+    resolve_name,
+    takes_kwargs,
+)
+from hptune.folds import Folds, check_folds
+from hptune.metrics import DEFAULT_METRIC, check_metric, check_metric_labels, check_positive_class
+from hptune.shape_errors import raw_path, translate
 from hptune.spec import DEFAULT_N_TRIALS, CategoricalParam, Experiment
-from hptune.yamlio import LoadedYaml, Path_, load_yaml
+from hptune.yamlio import LoadedYaml, Path_, dotted, load_yaml
+
+#: How close (difflib's ratio) an unlisted name passed to **kwargs must be to a listed one to
+#: be called a likely typo: 'n_estimator' for 'n_estimators' (0.96) is, LightGBM's own
+#: 'verbose' or 'max_bin' are not close to anything listed.
+KWARGS_TYPO_CUTOFF = 0.85
 
 
 @dataclass
@@ -55,6 +67,11 @@ class ValidatedExperiment:
     n_trials: int
     grid: list[dict[str, Any]] | None = None
     file_sha256: str = ""  # of the experiment file as it was read, not as it is later
+    #: The held-out split and the folds, built by validation exactly as a run builds them.
+    split: Split | None = None
+    folds: Folds | None = None
+    #: What is probably a mistake but does not stop a run, sorted by line.
+    warnings: list[SpecWarning] = field(default_factory=list)
 
     @property
     def output_dir(self) -> Path:
@@ -70,6 +87,7 @@ def load_experiment(
     result = checker.run(overrides or Overrides())
     if checker.issues or result is None:
         raise SpecError(checker.issues)
+    result.warnings = sorted(set(checker.warnings))
     return result
 
 
@@ -79,11 +97,16 @@ class _Checker:
         self.base_dir = base_dir
         self.allow_modules = allow_modules
         self.issues: list[SpecIssue] = []
+        self.warnings: list[SpecWarning] = []
         #: Search-space entries dropped for shape errors; conditions on them are not re-reported.
         self.pruned_params: set[str] = set()
 
     def add(self, path: Path_, message: str) -> None:
         self.issues.append(self.loaded.issue(path, message))
+
+    def warn(self, path: Path_, message: str) -> None:
+        issue = self.loaded.issue(path, message)
+        self.warnings.append(SpecWarning(issue.file, issue.line, issue.column, issue.path, issue.message))
 
     # -- shape -------------------------------------------------------------------------
     def sections(self) -> tuple[Experiment | None, dict[str, Any]]:
@@ -99,8 +122,8 @@ class _Checker:
             errors = exc.errors()
         raw = copy.deepcopy(self.loaded.data)
         for error in errors:
-            self.issues.append(_translate(error, self.loaded))
-            self._prune(raw, _raw_path(tuple(error["loc"]), self.loaded.data, keep_last=False))
+            self.issues.append(translate(error, self.loaded))
+            self._prune(raw, raw_path(tuple(error["loc"]), self.loaded.data, keep_last=False))
         parsed: dict[str, Any] = {}
         for name, info in Experiment.model_fields.items():
             try:
@@ -141,11 +164,20 @@ class _Checker:
         if search_space is not None:
             self.check_conditions(search_space)
         metric = self.check_metrics(sec.get("metric"), sec.get("extra_metrics"), task)
+        if data is not None and sec.get("data") is not None:
+            self.check_labels(sec["data"].positive_class, metric, sec.get("extra_metrics"), task, data)
         self.check_cv(sec.get("cv"), sec.get("data"), task, data)
         grid = None
         if sec.get("strategy") is not None and search_space is not None:
             grid = self.check_strategy(sec["strategy"], search_space)
         if spec is None or self.issues or data is None or estimator is None or task is None:
+            return None
+        # Last, on a file valid in every other way: the real split, as the run will make it.
+        target = ("data", "target") if spec.data.path else ("data",)
+        split, folds, problems = check_folds(spec, data, task, target)
+        for problem in problems:
+            (self.warn if problem.warning else self.add)(problem.path, problem.message)
+        if self.issues:
             return None
         estimator_path, estimator_class = estimator
         n_trials = spec.strategy.n_trials or (len(grid) if grid is not None else DEFAULT_N_TRIALS)
@@ -163,18 +195,27 @@ class _Checker:
             n_trials=n_trials,
             grid=grid,
             file_sha256=self.loaded.sha256,
+            split=split,
+            folds=folds,
         )
 
     def check_data(self, data_spec: Any) -> Dataset | None:
         if data_spec is None:
             return None
         try:
-            return load_dataset(data_spec, self.base_dir)
+            data = load_dataset(data_spec, self.base_dir)
         except DataFieldError as exc:
             self.add(("data", exc.field), str(exc))
+            return None
         except DataError as exc:
             self.add(("data",), str(exc))
-        return None
+            return None
+        if data_spec.path is not None:  # bundled data sets are known to be fine
+            # Warned at the key that fixes it: data.drop when the file has one.
+            where = ("data", "drop") if ("data", "drop") in self.loaded.positions else ("data", "path")
+            for message in suspicious_columns(data.X, data.y, str(data_spec.target)):
+                self.warn(where, message)
+        return data
 
     def check_task(self, task: str | None, data_spec: Any, data: Dataset | None) -> str | None:
         if data is None:
@@ -216,19 +257,28 @@ class _Checker:
             self.add(("model", "estimator"), str(exc))
             return {}
         short = dotted.rsplit(".", 1)[1]
+        open_ended = takes_kwargs(cls)
 
-        def unknown(name: str) -> str:
-            close = get_close_matches(name, accepted, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            return f"{short} has no parameter {name!r}{hint}"
+        def known(where: Path_, name: str) -> bool:
+            """Whether ``name`` reaches the estimator; says why not, or what it may be a typo of."""
+            if name in accepted:
+                return True
+            if not open_ended:
+                close = get_close_matches(name, accepted, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                self.add(where, f"{short} has no parameter {name!r}{hint}")
+                return False
+            # Any name is passed on, so only an obvious typo of a listed one is pointed out.
+            close = get_close_matches(name, accepted, n=1, cutoff=KWARGS_TYPO_CUTOFF)
+            if close:
+                self.warn(where, f"{short} does not list {name!r}; did you mean {close[0]!r}? It takes **kwargs, "
+                                 "so the name is passed to it as written")
+            return True
 
         for name in model.params:
-            if name not in accepted:
-                self.add(("model", "params", name), unknown(name))
+            known(("model", "params", name), name)
         for name in search_space or {}:
-            if name not in accepted:
-                self.add(("search_space", name), unknown(name))
-            elif name in model.params:
+            if known(("search_space", name), name) and name in model.params:
                 self.add(("search_space", name), f"{name!r} is both fixed in model.params and tuned here; keep one")
         fixed = dict(model.params)
         # Seed the estimator's own randomness too, or "same seed, same results" would not hold.
@@ -278,6 +328,27 @@ class _Checker:
             elif name == (metric or DEFAULT_METRIC.get(task or "", "")):
                 self.add(("extra_metrics", index), f"{name!r} is already the main metric")
         return metric
+
+    def check_labels(self, positive: Any, metric: str | None, extra: list[str] | None, task: str | None,
+                     data: Dataset) -> None:
+        """The positive class, and metrics that cannot score this target's labels."""
+        if task != "classification":
+            if positive is not None:
+                self.add(("data", "positive_class"), f"applies to classification; the task is {task}")
+            return
+        if positive is not None:
+            problem = check_positive_class(positive, data.y)
+            if problem:
+                self.add(("data", "positive_class"), problem)
+                return  # the metrics would only repeat that the positive class is unknown
+        bad = {i.path for i in self.issues}  # unknown names, or metrics for another task
+        named = [(("metric",), metric)] + [(("extra_metrics", i), n) for i, n in enumerate(extra or [])]
+        for where, name in named:
+            if name is None or dotted(where) in bad:
+                continue
+            problem = check_metric_labels(name, data.y, positive)
+            if problem:
+                self.add(where, problem)
 
     def check_cv(self, cv: Any, data_spec: Any, task: str | None, data: Dataset | None) -> None:
         if cv is None:
@@ -334,130 +405,3 @@ def _apply(spec: Experiment, o: Overrides) -> Experiment:
     if output:
         update["output"] = spec.output.model_copy(update=output)
     return spec.model_copy(update=update)
-
-
-# -- pydantic errors in plain language ---------------------------------------------------
-
-def _translate(error: Any, loaded: LoadedYaml) -> SpecIssue:
-    loc = tuple(error["loc"])
-    kind = error["type"]
-    path = _raw_path(loc, loaded.data, keep_last=kind in ("missing", "extra_forbidden"))
-    found = error.get("input")
-    ctx = error.get("ctx") or {}
-    name = path[-1] if path else ""
-    if kind == "missing":
-        message = f"required key {name!r} is missing"
-    elif kind == "extra_forbidden":
-        allowed = _fields_at(loc[:-1])
-        close = get_close_matches(str(name), allowed, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else (f"; expected one of {', '.join(allowed)}" if allowed else "")
-        message = f"unknown key {name!r}{hint}"
-    elif kind == "literal_error":
-        expected = ctx.get("expected", "")
-        options = [o.strip().strip("'") for o in expected.replace(" or ", ", ").split(",")]
-        close = get_close_matches(str(found), options, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        message = f"expected one of {expected}, found {found!r}{hint}"
-    elif kind == "union_tag_invalid":
-        close = get_close_matches(str(ctx.get("tag")), ["float", "int", "categorical"], n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        message = f"unknown type {ctx.get('tag')!r}: expected float, int or categorical{hint}"
-    elif kind == "union_tag_not_found":
-        message = "missing `type`: expected float, int or categorical (or a list of choices)"
-    elif kind == "model_attributes_type" or kind == "dict_type":
-        message = f"expected a mapping, found {_describe(found)}"
-    elif kind == "list_type":
-        message = f"expected a list, found {_describe(found)}"
-    elif kind in ("int_type", "int_parsing", "int_from_float"):
-        message = f"expected an integer, found {_describe(found)}"
-    elif kind in ("float_type", "float_parsing"):
-        message = f"expected a number, found {_describe(found)}"
-    elif kind in ("bool_type", "bool_parsing"):
-        message = f"expected true or false, found {_describe(found)}"
-    elif kind in ("string_type",):
-        message = f"expected text, found {_describe(found)}"
-    elif kind in ("greater_than_equal", "greater_than", "less_than", "less_than_equal"):
-        op = {"greater_than_equal": ">=", "greater_than": ">", "less_than": "<", "less_than_equal": "<="}[kind]
-        bound = next(iter(ctx.values()), "")
-        message = f"must be {op} {bound}, found {found!r}"
-    elif kind == "too_short":
-        message = f"must have at least {ctx.get('min_length', 1)} entry, found none" if not found else f"must have at least {ctx.get('min_length')} entries, found {len(found)}"
-    elif kind == "too_long":
-        message = f"must have at most {ctx.get('max_length')} characters or entries"
-    elif kind == "string_pattern_mismatch":
-        message = f"must be letters, digits, '.', '_' or '-' (it names a folder), found {found!r}"
-    elif kind == "value_error":
-        message = str(ctx.get("error", error["msg"]))
-    else:
-        message = f"{error['msg']}, found {_describe(found)}"
-    return loaded.issue(path, message)
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return repr(value)
-
-
-def _raw_path(loc: tuple[Any, ...], data: Any, keep_last: bool) -> Path_:
-    """Keep the parts of pydantic's ``loc`` that exist in the file (dropping union tags)."""
-    path: list[Any] = []
-    node = data
-    for index, part in enumerate(loc):
-        if isinstance(node, dict) and part in node:
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            path.append(part)
-            node = node[part]
-        elif keep_last and index == len(loc) - 1:
-            path.append(part)
-    return tuple(path)
-
-
-def _strip(tp: Any) -> Any:
-    while True:
-        origin = typing.get_origin(tp)
-        if origin is typing.Annotated:
-            tp = typing.get_args(tp)[0]
-        elif origin in (Union, types.UnionType):
-            members = [a for a in typing.get_args(tp) if a is not type(None)]
-            if len(members) != 1:
-                return tp
-            tp = members[0]
-        else:
-            return tp
-
-
-def _fields_at(loc: tuple[Any, ...]) -> list[str]:
-    """The keys allowed at ``loc`` in the schema, for "did you mean" hints."""
-    tp: Any = Experiment
-    for part in loc:
-        tp = _strip(tp)
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
-            if part not in tp.model_fields:
-                return []
-            tp = tp.model_fields[part].annotation
-            continue
-        origin = typing.get_origin(tp)
-        if origin is dict:
-            tp = typing.get_args(tp)[1]
-        elif origin is list:
-            tp = typing.get_args(tp)[0]
-        elif origin in (Union, types.UnionType):
-            matches = [
-                m for m in typing.get_args(tp)
-                if isinstance(m, type) and issubclass(m, BaseModel) and "type" in m.model_fields
-                and part in typing.get_args(m.model_fields["type"].annotation)
-            ]
-            if not matches:
-                return []
-            tp = matches[0]
-        else:
-            return []
-    tp = _strip(tp)
-    return list(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else []

@@ -17,6 +17,8 @@ from hptune.errors import HptuneError, RunFailedError, RunInterruptedError, Spec
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from hptune.validate import ValidatedExperiment
+
 #: Exit codes, named (as sqlfluff does): 1 means "ran, but the result failed".
 EXIT_OK = 0
 EXIT_FAIL = 1
@@ -111,6 +113,13 @@ def _report(err: Console, exc: BaseException, interrupted: str) -> int:
         return EXIT_INTERRUPTED
     err.print(f"[red]error:[/red] {escape(str(exc))}")
     return EXIT_FAIL if isinstance(exc, RunFailedError) else EXIT_ERROR
+
+
+def print_warnings(exp: ValidatedExperiment) -> None:
+    """What is probably a mistake but does not stop a run: one line each, on stderr."""
+    err = console(stderr=True)
+    for warning in exp.warnings:
+        err.print(f"[yellow]{escape(str(warning))}[/yellow]")
 
 
 def quiet_libraries() -> None:

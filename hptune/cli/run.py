@@ -16,6 +16,7 @@ from hptune.cli.common import (
     StorageOption,
     collect_garbage_from_now_on,
     console,
+    print_warnings,
     quiet_libraries,
     user_errors,
 )
@@ -88,6 +89,7 @@ def run(
 
         overrides = Overrides(n_trials, timeout_seconds, n_jobs, seed, str(out) if out else None, storage)
         exp = load_experiment(file, tuple(allow_module or ()), overrides)
+        print_warnings(exp)
         quiet_libraries()
         from hptune.runner import RunOptions, run_experiment, run_worker
 

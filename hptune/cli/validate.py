@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from hptune.cli._app import app
-from hptune.cli.common import AllowModule, console, user_errors
+from hptune.cli.common import AllowModule, console, print_warnings, user_errors
 from hptune.errors import SpecError
 
 
@@ -28,6 +28,7 @@ def validate(
         except SpecError as exc:
             all_issues.extend(exc.issues)
             continue
+        print_warnings(exp)
         out.print(
             f"{path}: ok ({exp.task}, {exp.estimator_path}, {len(exp.spec.search_space)} parameters, "
             f"{exp.spec.strategy.kind} x {exp.n_trials} trials)"

@@ -52,6 +52,13 @@ def suspicious_columns(X: Any, y: Any, target: str) -> list[str]:
     return messages
 
 
+def text_columns(X: Any) -> list[str]:
+    """The columns that are neither numbers nor booleans (what ``preprocessing: auto`` encodes)."""
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    return [str(name) for name in X.columns if not (is_numeric_dtype(X[name]) or is_bool_dtype(X[name]))]
+
+
 def _same(column: Any, y: Any) -> bool:
     """Equal values row by row, whatever the dtypes (1 and 1.0 are the same label)."""
     import numpy as np

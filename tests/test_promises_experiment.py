@@ -86,9 +86,14 @@ def test_preprocessing_none_on_text_columns_fails_every_trial_with_the_cause(pen
         """
     )
     out = tmp_path / "out"
+    # validate says so before anything is trained (a warning: an estimator may handle text)...
+    checked = run_cli("validate", spec)
+    assert checked.exit_code == 0, checked
+    assert "experiment.yaml:3:35: model.preprocessing: warning: is none, but columns 'island', 'sex' hold text" in checked.stderr
     result = run_cli("run", spec, "--out", out)
-    # The text reaches the model as it is: each trial fails on it, and the run exits 1 with the
-    # cause once, as "Every trial fails" in the README describes.
+    # ...and if run anyway, the text reaches the model as it is: each trial fails on it, and the
+    # run exits 1 with the cause once, as "Every trial fails" in the README describes.
+    assert "model.preprocessing: warning: is none" in result.stderr
     assert result.exit_code == 1, result
     assert "all 3 trials failed; the model is likely misconfigured" in result.stderr
     assert "Most common error (3 of 3): ValueError: could not convert string to float" in result.stderr

@@ -23,6 +23,7 @@ from hptune.crossval import Setup
 from hptune.objective import caused_by_interrupt
 from hptune.ranking import Goal
 from hptune.refit import Refit, refit_trial
+from hptune.samplers import make_sampler
 from hptune.stopping import StopRules
 from hptune.study import StudyHandle, available_cores, load_for_worker
 from hptune.trials import ATTR_WORKER, finished, is_skipped
@@ -58,13 +59,19 @@ class Search:
         resumed_from: int = 0,
         requeued: int = 0,
         refit_ahead: bool = False,
+        wait_for_others: bool = True,
     ) -> None:
         self.handle, self.setup, self.rules = handle, setup, rules
         self.progress = _ProgressReporter(handle, rules, on_progress, resumed_from, requeued)
         # Refit the best so far on a core a worker freed once the budget is spent (a run that
         # refits afterwards asks for this; a --worker does not).
         self.refit_ahead = refit_ahead
+        # Wait for the trials other processes run before returning (a run that writes the
+        # outputs does; a --worker leaves as soon as its own work is done).
+        self.wait_for_others = wait_for_others
         self.early_refit: Refit | None = None
+        self._forked = False
+        self._first_seen: dict[int, float] = {}  # trial id -> when this process first saw it silent
 
     def run(self) -> None:
         self.progress.send(started=False)
@@ -73,7 +80,7 @@ class Search:
             self._run_trials()
             # With a shared database, other machines' trials may still run; one whose worker
             # died is failed and queued again, so keep working until the budget is really spent.
-            waited = self._wait_for_other_machines()
+            waited = self.wait_for_others and self._wait_for_others()
             if self.rules.check(self.handle.study) is not None:
                 break
             if not waited and self._state() == before:
@@ -87,14 +94,19 @@ class Search:
 
     def _run_trials(self) -> None:
         handle = self.handle
-        if handle.workers == 1:
-            optimize_here(handle.study, handle.exp, self.setup, handle.goal, self.rules, None, [self.progress.callback])
-            return
-        self._run_in_workers()
-        # A worker that died leaves budget unspent (its trial was queued again): finish here.
-        if self.rules.check(handle.study) is None:
-            housekeeping.fail_dead_trials(handle)
-            optimize_here(handle.study, handle.exp, self.setup, handle.goal, self.rules, None, [self.progress.callback])
+        if handle.workers > 1 and not self._forked:
+            # Fork once: after this, this process may have started OpenMP pools (a refit, a
+            # trial), and a fork from it could hang.
+            self._forked = True
+            self._run_in_workers()
+            if self.rules.check(handle.study) is None:
+                housekeeping.fail_dead_trials(handle)
+            # A worker that died leaves budget unspent (its trial was queued again): finish
+            # here, sampling with a seed of this process's own, not worker 0's.
+            handle.study.sampler = make_sampler(
+                handle.exp.spec.strategy.kind, handle.worker_seed(handle.workers), parallel=True
+            )
+        optimize_here(handle.study, handle.exp, self.setup, handle.goal, self.rules, None, [self.progress.callback])
 
     def _run_in_workers(self) -> None:
         import multiprocessing
@@ -154,15 +166,14 @@ class Search:
         except Exception:  # the refit after the search reports it, if it fails again
             log.debug("refit during the search failed", exc_info=True)
 
-    def _wait_for_other_machines(self) -> bool:
-        """With a shared database, wait for the trials other machines still run (bounded by
-        Optuna's heartbeat: a dead worker's trial fails after the grace period). True if any
+    def _wait_for_others(self) -> bool:
+        """Wait for the trials other processes still run: other machines on a database (bounded
+        by Optuna's heartbeat: a dead worker's trial fails after the grace period), other
+        processes of this machine on a journal (a dead one's trial fails at once). True if any
         was waited for."""
-        if self.handle.journal:
-            return False
         waited = False
         while True:
-            running = housekeeping.running_elsewhere(self.handle)
+            running = housekeeping.running_elsewhere(self.handle, self._first_seen)
             if not running:
                 break
             waited = True

@@ -7,22 +7,25 @@ a crash at any instant is repaired by the next process that opens the study.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from hptune import storage as storage_mod
-from hptune.errors import StudyMismatchError
 from hptune.processes import is_alive
-from hptune.study import StudyHandle, grid_claim_name, retry_claim_name
+from hptune.study import StudyHandle, grid_claim_name
 from hptune.trials import (
     ATTR_ERROR,
     ATTR_GRID_POINT,
     ATTR_INTERRUPTED,
+    ATTR_RETRY_OF,
+    ATTR_RETRY_REASON,
     ATTR_WORKER,
     STUDY_GRID_QUEUED,
     STUDY_RETRIED_FAILURES,
+    died,
     failed_by_raising,
     finished,
     holds_budget,
@@ -101,19 +104,19 @@ def _fail_and_requeue(handle: StudyHandle, trial: Any, why: str) -> bool:
 
 
 def retry_failures(handle: StudyHandle) -> int:
-    """Queue every failed trial's parameters again, each failed trial once in all: a claim
-    per trial decides, so the same option given on every machine retries each one once."""
-    import optuna
+    """Queue every failed trial's parameters again, each failed trial once in all.
 
-    study, name = handle.study, handle.exp.spec.name
+    A failed trial that some trial already re-runs is left alone. Machines that give
+    --retry-failed at the same moment may both queue one; the two are the same work
+    (``trials.work_key``), so only one of them runs and the budget grows by one.
+    """
+    study = handle.study
     done_in_0_1_0 = set(study.user_attrs.get(STUDY_RETRIED_FAILURES, []))
-    claims = set(optuna.get_all_study_names(handle.storage))
+    trials = handle.trials()
+    retried_already = {t.user_attrs.get(ATTR_RETRY_OF) for t in trials if t.user_attrs.get(ATTR_RETRY_REASON) == "failed"}
     retried = 0
-    for trial in handle.trials():
-        if not failed_by_raising(trial) or trial.number in done_in_0_1_0:
-            continue
-        claim = retry_claim_name(name, trial.number)
-        if claim in claims or not storage_mod.claim(handle.storage, claim):
+    for trial in trials:
+        if not failed_by_raising(trial) or trial.number in done_in_0_1_0 or trial.number in retried_already:
             continue
         requeue(study, trial, "failed")
         retried += 1
@@ -129,21 +132,16 @@ def enqueue_grid(handle: StudyHandle) -> None:
     assert exp.grid is not None
     wanted = min(exp.n_trials, len(exp.grid))
     if int(study.user_attrs.get(STUDY_GRID_QUEUED, 0)) < wanted:
-        # Whichever process wins the claim enqueues; the others wait until it is done.
-        if storage_mod.claim(handle.storage, grid_claim_name(exp.spec.name, wanted)):
-            _queue_missing_points(handle, wanted)
-            study.set_user_attr(STUDY_GRID_QUEUED, wanted)
-            return
-        deadline = time.monotonic() + GRID_WAIT
-        while int(study.user_attrs.get(STUDY_GRID_QUEUED, 0)) < wanted:
-            if time.monotonic() > deadline:
-                raise StudyMismatchError(
-                    f"another worker claimed {handle.where} to enqueue the grid but did not finish; "
-                    f"start over with --fresh"
-                )
-            time.sleep(0.2)
+        # Whichever process wins the claim enqueues; the others wait until it is done. If it
+        # never finishes (killed), the repair below queues what it left out.
+        if not storage_mod.claim(handle.storage, grid_claim_name(exp.spec.name, wanted)):
+            deadline = time.monotonic() + GRID_WAIT
+            while int(study.user_attrs.get(STUDY_GRID_QUEUED, 0)) < wanted and time.monotonic() < deadline:
+                time.sleep(0.2)
     repaired = _queue_missing_points(handle, wanted)
-    if repaired:
+    if int(study.user_attrs.get(STUDY_GRID_QUEUED, 0)) < wanted:
+        study.set_user_attr(STUDY_GRID_QUEUED, wanted)
+    elif repaired:
         log.info("queued %d grid point(s) again that an interruption had left out", repaired)
 
 
@@ -156,37 +154,70 @@ def _queue_missing_points(handle: StudyHandle, wanted: int) -> int:
 
     exp, study = handle.exp, handle.study
     assert exp.grid is not None
-    held = {t.user_attrs[ATTR_GRID_POINT] for t in handle.trials() if ATTR_GRID_POINT in t.user_attrs and holds_budget(t)}
-    missing = [index for index in range(wanted) if index not in held]
+    trials = handle.trials()
+    held = {t.user_attrs[ATTR_GRID_POINT] for t in trials if ATTR_GRID_POINT in t.user_attrs and holds_budget(t)}
+    # A point whose re-run after its worker died killed its worker again (out of memory, say)
+    # is not queued again: run after run, it would only kill workers.
+    given_up = {
+        t.user_attrs[ATTR_GRID_POINT] for t in trials
+        if ATTR_GRID_POINT in t.user_attrs and t.user_attrs.get(ATTR_RETRY_REASON) == "died" and died(t)
+    }
+    missing = [index for index in range(wanted) if index not in held and index not in given_up]
     for index in missing:
         study.enqueue_trial(encode_params(exp.spec.search_space, exp.grid[index]), user_attrs={ATTR_GRID_POINT: index})
     return len(missing)
 
 
-def running_elsewhere(handle: StudyHandle) -> list[Any]:
-    """Trials other processes still run, after failing the ones whose workers are gone:
-    silent past Optuna's heartbeat grace period, or that never sent a heartbeat at all."""
+def running_elsewhere(handle: StudyHandle, first_seen: dict[int, float]) -> list[Any]:
+    """Trials other processes still run, after failing the ones whose process is gone.
+
+    On a database: Optuna's heartbeat check, plus trials that never sent a heartbeat at all.
+    On a journal: dead processes of this machine (``fail_dead_trials``); the trials returned
+    are this machine's live ones (another host's cannot be judged from here, and a journal
+    has no heartbeat, so waiting for them could be forever). ``first_seen`` is this process's
+    memory of when it first saw each silent trial, kept by the caller between calls.
+    """
     from optuna.trial import TrialState
 
     if handle.journal:
         fail_dead_trials(handle)
-    else:
-        storage_mod.fail_stale_trials(handle.study)
-        _fail_silent_trials(handle)
+        running = handle.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        return [t for t in running if _on_this_machine(t)]
+    storage_mod.fail_stale_trials(handle.study)
+    _fail_silent_trials(handle, first_seen)
     return handle.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
 
 
-def _fail_silent_trials(handle: StudyHandle) -> None:
-    """Fail (and queue again, once) RUNNING trials that never sent a heartbeat and started
-    longer than the heartbeat grace period ago: their worker died before its first beat."""
+def _on_this_machine(trial: Any) -> bool:
+    from hptune.processes import parse
+
+    worker = trial.user_attrs.get(ATTR_WORKER)
+    if worker is None:  # a process that has just created it, and not yet said which
+        return True
+    try:
+        return parse(str(worker)).host == socket.gethostname()
+    except ValueError:
+        return False
+
+
+def _fail_silent_trials(handle: StudyHandle, first_seen: dict[int, float]) -> None:
+    """Fail (and queue again, once) RUNNING trials that never sent a heartbeat, twice the
+    heartbeat grace period after they started: their worker died before its first beat.
+
+    "After they started" by the creating machine's clock, or, when that clock runs ahead of
+    ours (another time zone, a wrong clock), since this process first saw the trial silent.
+    """
     from optuna.trial import TrialState
 
     silent = set(storage_mod.trials_without_heartbeat(handle.storage, handle.study))
     if not silent:
         return
-    # The trials' start times are the creating machine's clock; allow for some skew.
-    limit = datetime.now() - timedelta(seconds=2 * storage_mod.HEARTBEAT_GRACE)
+    now, limit = time.monotonic(), 2 * storage_mod.HEARTBEAT_GRACE
     for trial in handle.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial._trial_id not in silent or trial.datetime_start is None or trial.datetime_start > limit:
+        if trial._trial_id not in silent:
             continue
-        _fail_and_requeue(handle, trial, "its worker never sent a heartbeat (killed or crashed)")
+        seen_for = now - first_seen.setdefault(trial._trial_id, now)
+        started = trial.datetime_start
+        age = (datetime.now() - started).total_seconds() if started is not None else 0.0
+        if max(age, seen_for) >= limit:
+            _fail_and_requeue(handle, trial, "its worker never sent a heartbeat (killed or crashed)")

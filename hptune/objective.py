@@ -21,6 +21,7 @@ from hptune.trials import (
     ATTR_TRACEBACK,
     ATTR_WARNINGS,
     ATTR_WORKER,
+    INTERRUPTED_BY_SIGNAL,
     requeue,
 )
 
@@ -56,7 +57,15 @@ class Objective:
         # Asked per trial, not at import: forked workers import this module in their parent.
         trial.set_user_attr(ATTR_WORKER, processes.current())
         if self.budget is not None:
-            admission = self.budget.admit(trial)
+            try:
+                admission = self.budget.admit(trial)
+            except Exception:
+                # Not this trial's fault, and the next trial would fail the same way: stop
+                # rather than fail trial after trial.
+                trial.set_user_attr(ATTR_ERROR, "the trial budget could not be checked (see its traceback)")
+                trial.set_user_attr(ATTR_TRACEBACK, traceback.format_exc())
+                trial.study.stop()
+                raise
             if admission is not Admission.RUN:
                 trial.set_user_attr(ATTR_SKIPPED, True)
                 if admission is Admission.SPENT:
@@ -95,7 +104,7 @@ class Objective:
 
 def _record_interruption(trial: Any) -> None:
     trial.set_user_attr(ATTR_INTERRUPTED, True)
-    trial.set_user_attr(ATTR_ERROR, "interrupted: stopped by Ctrl-C or SIGTERM")
+    trial.set_user_attr(ATTR_ERROR, INTERRUPTED_BY_SIGNAL)
     # This process saw the interruption, so it alone puts the parameters back. They are read
     # back from the study: the interruption may have struck between Optuna storing a parameter
     # and caching it on ``trial``.

@@ -147,12 +147,11 @@ class FinishedRun:
 def load_run(folder: Path) -> FinishedRun:
     """Read the set in ``folder``, checking every file against run.json; works without the
     study, on another machine. Raises RunFolderError when the set is not whole."""
-    import pandas as pd
     import yaml
 
     run_file = folder / results.RUN_FILE
     try:
-        run = json.loads(run_file.read_text())
+        run_bytes = run_file.read_bytes()
     except FileNotFoundError:
         if (folder / results.TRIALS_FILE).exists():
             raise RunFolderError(
@@ -160,22 +159,52 @@ def load_run(folder: Path) -> FinishedRun:
                 f"`hptune finalize` (or the same `run` command) writes them again"
             ) from None
         raise RunFolderError(f"{folder} holds no hptune run (no {results.RUN_FILE})") from None
+    try:
+        run = json.loads(run_bytes)
     except ValueError as exc:
         raise RunFolderError(f"{run_file} is not valid JSON: {exc}") from None
     listed = run.get("files")
     if not isinstance(listed, dict):
         raise RunFolderError(f"{run_file} lists no files (written by hptune 0.1.0?); `hptune finalize` rewrites it")
+    # Each file is read once, checked and parsed from the same bytes; run.json is read again
+    # last: a set being rewritten meanwhile is refused, never read half old, half new.
+    contents: dict[str, bytes] = {}
     for name, info in listed.items():
         path = folder / name
-        if not path.exists():
-            raise RunFolderError(f"{path} is missing; run.json lists it")
-        if _sha256_of(path) != info.get("sha256"):
+        if name == results.MODEL_FILE:  # possibly large, and loaded by the caller if at all
+            if not path.exists():
+                raise RunFolderError(f"{path} is missing; run.json lists it")
+            if _sha256_of(path) != info.get("sha256"):
+                raise RunFolderError(f"{path} changed after run.json was written (its sha256 differs)")
+            continue
+        try:
+            contents[name] = path.read_bytes()
+        except FileNotFoundError:
+            raise RunFolderError(f"{path} is missing; run.json lists it") from None
+        if hashlib.sha256(contents[name]).hexdigest() != info.get("sha256"):
             raise RunFolderError(f"{path} changed after run.json was written (its sha256 differs)")
-    best = yaml.safe_load((folder / results.BEST_FILE).read_text()) if results.BEST_FILE in listed else None
+    try:
+        unchanged = run_file.read_bytes() == run_bytes
+    except FileNotFoundError:
+        unchanged = False
+    if not unchanged:
+        raise RunFolderError(f"{folder} was being rewritten while it was read; read it again")
+    best = yaml.safe_load(contents[results.BEST_FILE]) if results.BEST_FILE in contents else None
+    table = _read_table(contents.get(results.TRIALS_FILE, b""))
     return FinishedRun(
         folder=folder,
         run=run,
-        table=pd.read_csv(folder / results.TRIALS_FILE),
+        table=table,
         best=best,
         model_path=folder / results.MODEL_FILE if results.MODEL_FILE in listed else None,
     )
+
+
+def _read_table(data: bytes) -> Any:
+    """trials.csv as a DataFrame (an empty one when no trial was recorded)."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(io.BytesIO(data))
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()

@@ -67,6 +67,7 @@ class RunResult:
     resumed_from: int = 0
     moved_aside: str | None = None
     model_trial: int | None = None  # the trial model.joblib holds (an earlier best after Ctrl-C)
+    partial_reason: str | None = None  # why status is "partial": budget not spent, trials running
 
 
 # -- entry points ------------------------------------------------------------------------
@@ -108,20 +109,20 @@ def run_experiment(
     stop = Stop(StopReason.INTERRUPTED) if interrupted else (rules.check(handle.study) or Stop(StopReason.BUDGET))
 
     resume_hint = "run the same command again to resume" + (" (without --fresh)" if options.fresh else "")
+    summary = _summarise(exp, handle, setup)
     try:
-        result = _finish(
-            exp, handle, setup, stop, started_at, timings,
-            refit=stop.reason is not StopReason.INTERRUPTED or options.refit_on_interrupt,
-            early_refit=search.early_refit,
-        )
-    except KeyboardInterrupt:
-        # Ctrl-C during the refit: write the set without it (the model stays the earlier one).
-        try:
-            result = _finish(exp, handle, setup, Stop(StopReason.INTERRUPTED), started_at, timings, refit=False)
-        except KeyboardInterrupt:  # and again while writing it: the study is whole, say so
-            raise RunInterruptedError(
-                f"interrupted while writing the outputs; every trial is kept in {handle.where}; {resume_hint}"
-            ) from None
+        # Before anything is written: a crash in the refit leaves the previous set whole.
+        fitted = _refit_best(exp, setup, summary, search.early_refit, refit=stop.reason is not StopReason.INTERRUPTED
+                             or options.refit_on_interrupt)
+    except KeyboardInterrupt:  # Ctrl-C during the refit: the set is written without it
+        stop = Stop(StopReason.INTERRUPTED)
+        fitted = _refit_best(exp, setup, summary, search.early_refit, refit=False)
+    try:
+        result = _write(exp, handle, setup, summary, stop, rules, fitted, started_at, timings)
+    except KeyboardInterrupt:  # and again while writing it: the study is whole, say so
+        raise RunInterruptedError(
+            f"interrupted while writing the outputs; every trial is kept in {handle.where}; {resume_hint}"
+        ) from None
     result.resumed_from = tidied.resumed_from
     result.moved_aside = handle.moved_aside
     error: RunFailedError | RunInterruptedError | None = None
@@ -154,7 +155,7 @@ def run_worker(
     tidied = housekeeping.tidy(handle, options.retry_failed)
     rules = StopRules.for_experiment(exp, exp.spec.strategy.timeout)
     try:
-        Search(handle, setup, rules, on_progress, tidied.resumed_from, tidied.requeued).run()
+        Search(handle, setup, rules, on_progress, tidied.resumed_from, tidied.requeued, wait_for_others=False).run()
     except KeyboardInterrupt:
         raise RunInterruptedError(
             f"worker interrupted; its trial in flight is queued again in {handle.where}"
@@ -167,18 +168,13 @@ def run_worker(
 
 def finalize_experiment(exp: ValidatedExperiment) -> RunResult:
     """Write trials.csv, best.yaml, model.joblib and run.json from an existing study."""
-    from optuna.trial import TrialState
-
     started_at = datetime.now(timezone.utc)
     setup = prepare(exp)
     handle = open_study(exp, create=False)
     rules = StopRules.for_experiment(exp)
-    running = handle.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    # Complete only when the budget is spent and nothing still runs: a trial in flight may yet
-    # become the best.
-    complete = rules.budget.spent(handle.study) and not running
-    stop = rules.check(handle.study) if complete else None
-    result = _finish(exp, handle, setup, stop, started_at, {}, refit=True, status="complete" if complete else "partial")
+    summary = _summarise(exp, handle, setup)
+    fitted = _refit_best(exp, setup, summary, None, refit=True)
+    result = _write(exp, handle, setup, summary, rules.check(handle.study), rules, fitted, started_at, {})
     if result.best_trial is None:
         error = RunFailedError(_all_failed_message(result.failures))
         error.result = result
@@ -188,36 +184,77 @@ def finalize_experiment(exp: ValidatedExperiment) -> RunResult:
 
 # -- the end of a run ----------------------------------------------------------------------
 
-def _finish(
+def _summarise(exp: ValidatedExperiment, handle: StudyHandle, setup: Setup) -> outputs.Summary:
+    spec = exp.spec
+    return outputs.summarise(
+        handle.trials(), handle.goal, list(spec.search_space), setup.ctx.metrics, spec.cv.train_scores, spec.search_space
+    )
+
+
+def _refit_best(
+    exp: ValidatedExperiment, setup: Setup, summary: outputs.Summary, early: Refit | None, refit: bool
+) -> Refit | None:
+    """The best trial refitted: the refit made while the last trials ran when it is of the
+    best trial (even when no refit was asked for: it is done already), else a new one."""
+    best = summary.best
+    if best is None:
+        return None
+    if early is not None and early.trial == best.number:
+        return early
+    return refit_trial(exp, setup, best) if refit else None
+
+
+def _status(stop: Stop | None, summary: outputs.Summary, handle: StudyHandle, rules: StopRules) -> tuple[str, str | None]:
+    """The run's status, and why it is partial when it is: complete means the budget is
+    spent and no trial still runs (one may yet become the best)."""
+    from optuna.trial import TrialState
+
+    if stop is not None and stop.reason is StopReason.INTERRUPTED:
+        return "interrupted", None
+    if stop is not None and stop.reason is StopReason.FAILURES:
+        return "stopped", None
+    if summary.best is None:
+        return "failed", None
+    if stop is not None and stop.reason is StopReason.TIMEOUT:
+        return "complete", None
+    trials = handle.trials()
+    running = len([t for t in trials if t.state == TrialState.RUNNING and _may_still_run(t, handle)])
+    if running:
+        return "partial", f"{running} trial(s) of the study are still running (one may yet be the best)"
+    if not rules.budget.spent(handle.study, trials):
+        target = rules.budget.target(handle.study, trials)
+        return "partial", f"the study has not spent its budget of {target} trials ({summary.counts['complete']} complete)"
+    return "complete", None
+
+
+def _may_still_run(trial: Any, handle: StudyHandle) -> bool:
+    """A RUNNING trial of a journal whose process is gone will never finish (the next run
+    fails it); on a database only the heartbeat can tell, so it may."""
+    from hptune.processes import is_alive
+    from hptune.trials import ATTR_WORKER
+
+    worker = trial.user_attrs.get(ATTR_WORKER)
+    return not handle.journal or worker is None or is_alive(str(worker))
+
+
+def _write(
     exp: ValidatedExperiment,
     handle: StudyHandle,
     setup: Setup,
+    summary: outputs.Summary,
     stop: Stop | None,
+    rules: StopRules,
+    fitted: Refit | None,
     started_at: datetime,
     timings: dict[str, float],
-    refit: bool,
-    early_refit: Refit | None = None,
-    status: str | None = None,
 ) -> RunResult:
-    """Summarise the study, refit its best (before anything is written: a crash in the refit
-    leaves the previous set whole), then write the new set."""
+    """Write the set of outputs (see hptune.outputs for the rule that keeps it coherent)."""
     spec = exp.spec
     goal = handle.goal
-    summary = outputs.summarise(
-        handle.trials(), goal, list(spec.search_space), setup.ctx.metrics, spec.cv.train_scores, spec.search_space
-    )
     best = summary.best
-    fitted: Refit | None = None
-    if refit and best is not None:
-        # A refit made while the last trials ran is used when its trial is still the best.
-        fitted = early_refit if early_refit is not None and early_refit.trial == best.number else refit_trial(exp, setup, best)
+    status, partial_reason = _status(stop, summary, handle, rules)
+    if fitted is not None:
         timings = {**timings, "refit": fitted.seconds}
-    if status is None:
-        status = {StopReason.INTERRUPTED: "interrupted", StopReason.FAILURES: "stopped"}.get(
-            stop.reason if stop else StopReason.BUDGET, "complete"
-        )
-    if best is None and status == "complete":
-        status = "failed"
     test_scores = fitted.test_scores if fitted is not None else {}
     test_score = test_scores.get(goal.metric)
     metadata = _metadata(exp, handle, setup, started_at, status, stop)
@@ -248,6 +285,8 @@ def _finish(
         if fitted is not None:
             metadata["refit_during_search"] = fitted.during_search
             metadata["refit_warnings"] = fitted.warnings
+    if partial_reason is not None:
+        metadata["partial_because"] = partial_reason
     finished_at = datetime.now(timezone.utc)
     metadata["finished_at"] = finished_at.isoformat(timespec="seconds")
     metadata["duration_seconds"] = round((finished_at - started_at).total_seconds(), 3)
@@ -273,6 +312,7 @@ def _finish(
         failures=summary.failures,
         refit_warnings=fitted.warnings if fitted is not None else [],
         model_trial=metadata.get("model_trial"),
+        partial_reason=partial_reason,
     )
 
 

@@ -20,6 +20,7 @@ from hptune.trials import (
     STUDY_EXTRA_BUDGET,
     finished,
     holds_budget,
+    work_key,
 )
 
 #: Failure-rate limits are checked only once this many trials have finished.
@@ -54,17 +55,6 @@ class Admission(Enum):
     SPENT = "spent"  # the budget was spent before it started
 
 
-def _dedupe_key(trial: Any) -> Any:
-    """Trials with the same key are the same work: a retry of one failed trial, or one grid
-    point. A key may be queued twice (a repair racing a re-queue); only one may run."""
-    attrs = trial.user_attrs
-    if attrs.get(ATTR_RETRY_REASON) == "failed":
-        return ("retry", attrs.get(ATTR_RETRY_OF))
-    if ATTR_GRID_POINT in attrs:
-        return ("grid", attrs[ATTR_GRID_POINT])
-    return ("trial", trial.number)
-
-
 @dataclass
 class Budget:
     """The study-wide trial budget, shared by every worker on every machine.
@@ -73,7 +63,11 @@ class Budget:
     it exists: trial numbers are assigned in order by the storage, and a trial with
     ``n_trials`` budget-holding trials before it was asked for too late. It is marked skipped
     (it never runs and is not shown), and its worker stops. The budget is exact however many
-    workers race. Trials that are the same work (``_dedupe_key``) count once.
+    workers race. Trials that are the same work (``trials.work_key``) count once, and only
+    one of them runs.
+
+    In a grid, a trial that is neither a grid point nor a retry is a worker finding the queue
+    empty: it never runs, and it holds no budget even for the moment before it is skipped.
     """
 
     n_trials: int
@@ -90,22 +84,30 @@ class Budget:
         retries = len({t.user_attrs.get(ATTR_RETRY_OF) for t in trials if t.user_attrs.get(ATTR_RETRY_REASON) == "failed"})
         return self.n_trials + max(retries, int(study.user_attrs.get(STUDY_EXTRA_BUDGET, 0)))
 
+    def is_work(self, attrs: dict[str, Any]) -> bool:
+        """Whether a trial with these attributes is work the budget pays for."""
+        return not self.grid or ATTR_GRID_POINT in attrs or ATTR_RETRY_OF in attrs
+
+    def counts(self, trial: Any) -> bool:
+        """Whether a recorded trial holds a share of the budget (queued, running or finished)."""
+        return holds_budget(trial) and self.is_work(trial.user_attrs)
+
     def admit(self, trial: Any) -> Admission:
+        """Whether ``trial`` (an Optuna Trial that has just started) may run."""
         from optuna.trial import TrialState
 
-        attrs = trial.user_attrs
-        if self.grid and ATTR_GRID_POINT not in attrs and ATTR_RETRY_OF not in attrs:
+        if not self.is_work(trial.user_attrs):
             return Admission.SPENT  # the grid queue is empty: a sampled point would be a duplicate
         study = trial.study
         trials = study.get_trials(deepcopy=False)
-        key = _dedupe_key(trial)
+        key = work_key(trial)
         for other in trials:
-            if other.number == trial.number or other.state == TrialState.WAITING or not holds_budget(other):
+            if other.number == trial.number or other.state == TrialState.WAITING or not self.counts(other):
                 continue
             # Of two that start together, the earlier trial runs.
-            if _dedupe_key(other) == key and (other.state.is_finished() or other.number < trial.number):
+            if work_key(other) == key and (other.state.is_finished() or other.number < trial.number):
                 return Admission.DUPLICATE
-        ahead = {_dedupe_key(t) for t in trials if t.number < trial.number and holds_budget(t)}
+        ahead = {work_key(t) for t in trials if t.number < trial.number and self.counts(t)}
         ahead.discard(key)
         return Admission.RUN if len(ahead) < self.target(study, trials) else Admission.SPENT
 
@@ -113,7 +115,7 @@ class Budget:
         """Distinct pieces of work that started (running or finished) and hold budget."""
         from optuna.trial import TrialState
 
-        return len({_dedupe_key(t) for t in trials if t.state != TrialState.WAITING and holds_budget(t)})
+        return len({work_key(t) for t in trials if t.state != TrialState.WAITING and self.counts(t)})
 
     def spent(self, study: Any, trials: list[Any] | None = None) -> bool:
         trials = study.get_trials(deepcopy=False) if trials is None else trials

@@ -35,13 +35,12 @@ def grid_claim_name(name: str, points: int) -> str:
     return f"{claim_prefix(name)}grid-claim-{points}"
 
 
-def retry_claim_name(name: str, trial_number: int) -> str:
-    """The claim for re-running failed trial ``trial_number`` (--retry-failed): once in all."""
-    return f"{claim_prefix(name)}retry-{trial_number}"
-
-
 def _machine_claim_name(name: str, index: int) -> str:
     return f"{claim_prefix(name)}machine-{index}"
+
+
+#: Machine indices claimed in the study start above this; --worker-index values stay below it.
+CLAIMED_MACHINES_FROM = 100_000
 
 
 def available_cores() -> int:
@@ -120,7 +119,9 @@ def open_study(
     existed = spec.name in names
     if not existed and not create:
         raise StudyMismatchError(f"{describe_storage(exp)} holds no study named {spec.name!r}; run the experiment first")
-    machine = machine_index if machine_index is not None else (_claim_machine(storage, spec.name, names) if shared else 0)
+    # finalize (create=False) samples nothing, and must not write to the study.
+    claim = shared and create and machine_index is None
+    machine = machine_index if machine_index is not None else (_claim_machine(storage, spec.name, names) if claim else 0)
     goal = Goal(exp.metric)
     study = optuna.create_study(
         study_name=spec.name,
@@ -163,14 +164,16 @@ def _check_fingerprint(study: Any, exp: ValidatedExperiment, where: str) -> None
 
 
 def _claim_machine(storage: Any, name: str, names: list[str]) -> int:
-    """The lowest machine index no other process of this study has claimed (1, 2, ...).
+    """The next machine index no other process of this study has claimed.
 
     Claims are atomic in every storage, so two machines starting together never share an
     index, hence never a sampler seed. Indices are not given back: they only need to differ.
+    Claimed indices start above ``CLAIMED_MACHINES_FROM``, so they never meet the small ones
+    people give with --worker-index (0, 1, ... or a Slurm array index).
     """
     prefix = _machine_claim_name(name, 0)[:-1]
     taken = [int(n[len(prefix):]) for n in names if n.startswith(prefix) and n[len(prefix):].isdigit()]
-    index = max(taken, default=0) + 1
+    index = max(taken, default=CLAIMED_MACHINES_FROM) + 1
     while not storage_mod.claim(storage, _machine_claim_name(name, index)):
         index += 1
     log.info("sampling as machine %d of study %s", index, name)
@@ -189,6 +192,23 @@ def load_for_worker(exp: ValidatedExperiment, seed: int) -> Any:
     )
 
 
+def _refuse_while_trials_run(exp: ValidatedExperiment, storage: Any, url: str) -> None:
+    """--fresh on a shared database: the same command on every machine must not move the
+    study from under machines that run its trials (a dead machine's trial does not count once
+    Optuna's heartbeat has failed it)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    study = optuna.load_study(study_name=exp.spec.name, storage=storage)
+    storage_mod.fail_stale_trials(study)
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if running:
+        raise StudyMismatchError(
+            f"--fresh: study {exp.spec.name!r} in {storage_mod.mask_url(url)} has {len(running)} trial(s) running on "
+            f"other machines; stop them first (or give this experiment another name)"
+        )
+
+
 def _move_aside(exp: ValidatedExperiment) -> str | None:
     """--fresh: keep the old study and outputs under another name; never delete them."""
     import optuna
@@ -201,6 +221,7 @@ def _move_aside(exp: ValidatedExperiment) -> str | None:
         storage = storage_mod.database_storage(url)
         names = optuna.get_all_study_names(storage)
         if exp.spec.name in names:
+            _refuse_while_trials_run(exp, storage, url)
             moved = f"{exp.spec.name}.old-{stamp}"
             optuna.copy_study(from_study_name=exp.spec.name, from_storage=storage, to_storage=storage, to_study_name=moved)
             for name in names:

@@ -19,6 +19,10 @@ ATTR_SKIPPED = "hptune_skipped"  # asked for after the budget was spent; never r
 ATTR_GRID_POINT = "hptune_grid_point"  # index of an enqueued grid point
 ATTR_RETRY_OF = "hptune_retry_of"  # number of the trial whose parameters this one re-runs
 ATTR_RETRY_REASON = "hptune_retry_reason"  # interrupted | died | failed
+ATTR_WORK = "hptune_work"  # which piece of work a re-queued trial does (see work_key)
+
+#: The error of a trial cut short by Ctrl-C or SIGTERM (its process lived on).
+INTERRUPTED_BY_SIGNAL = "interrupted: stopped by Ctrl-C or SIGTERM"
 
 #: Study user attributes.
 STUDY_FINGERPRINT = "hptune_fingerprint"
@@ -78,6 +82,11 @@ def count_states(trials: list[Any]) -> dict[str, int]:
     return counts
 
 
+def died(trial: Any) -> bool:
+    """Cut short because its process died (killed, crashed, out of memory), not by a signal."""
+    return is_interrupted(trial) and not str(trial.user_attrs.get(ATTR_ERROR, "")).startswith(INTERRUPTED_BY_SIGNAL)
+
+
 def failed_by_raising(trial: Any) -> bool:
     """A trial that ran and raised (not one cut short, not a skipped one)."""
     from optuna.trial import TrialState
@@ -93,6 +102,25 @@ def error_text(trial: Any) -> str | None:
     return None
 
 
+def work_key(trial: Any) -> str:
+    """Which piece of work a trial does: trials with the same key are the same work, of which
+    only one may hold the budget (see ``stopping.Budget``).
+
+    A grid point is ``grid:<index>``; the re-run of failed trial N (--retry-failed) is
+    ``retry:<N>``; a sampled trial is ``trial:<number>``. A trial queued again after it was cut
+    short carries the key of the work it was doing (``ATTR_WORK``), so the re-run of an
+    interrupted retry is still that retry, not the grid point the failed trial held.
+    """
+    attrs = trial.user_attrs
+    if ATTR_WORK in attrs:
+        return str(attrs[ATTR_WORK])
+    if attrs.get(ATTR_RETRY_REASON) == "failed":
+        return f"retry:{attrs.get(ATTR_RETRY_OF)}"
+    if ATTR_GRID_POINT in attrs:
+        return f"grid:{attrs[ATTR_GRID_POINT]}"
+    return f"trial:{trial.number}"
+
+
 def requeue(study: Any, trial: Any, reason: str) -> None:
     """Queue ``trial``'s parameters to run again (as a new trial that says which it re-runs).
 
@@ -101,6 +129,8 @@ def requeue(study: Any, trial: Any, reason: str) -> None:
     grid point is the whole point, never a part of it with the rest sampled at random.
     """
     attrs = {ATTR_RETRY_OF: trial.number, ATTR_RETRY_REASON: reason}
+    if reason != "failed":  # the same work again; a retry of a failure is new work
+        attrs[ATTR_WORK] = work_key(trial)
     if ATTR_GRID_POINT in trial.user_attrs:
         attrs[ATTR_GRID_POINT] = trial.user_attrs[ATTR_GRID_POINT]
     params = {**trial.system_attrs.get(OPTUNA_FIXED_PARAMS, {}), **trial.params}

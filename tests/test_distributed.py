@@ -235,7 +235,7 @@ def test_a_run_says_what_it_waits_for_and_stops_waiting_for_a_trial_that_never_b
     _finish(_hptune("run", spec, "--storage", postgres_url, "--n-trials", "2", "-q"))
     # A worker elsewhere started trial 2 and died before its first heartbeat: hptune waits for
     # it until twice the heartbeat grace period (40 s) has passed since it started.
-    study = optuna.load_study(study_name="silent-worker", storage=optuna.storages.RDBStorage(postgres_url))
+    study = optuna.load_study(study_name="silent-worker", storage=database_storage(postgres_url))
     silent = study.ask()
     import psycopg
 
@@ -250,3 +250,16 @@ def test_a_run_says_what_it_waits_for_and_stops_waiting_for_a_trial_that_never_b
     assert trials[2].state == optuna.trial.TrialState.FAIL
     assert trials[2].user_attrs["error"].startswith("interrupted: its worker never sent a heartbeat")
     assert len([t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]) == 3
+
+
+def test_fresh_on_a_database_refuses_while_other_machines_run_its_trials(postgres_url, write_spec) -> None:
+    spec = write_spec(RANDOM.replace("name: shared-random", "name: busy").replace("n_trials: 9", "n_trials: 2"))
+    assert run_cli("run", spec, "--storage", postgres_url, "-q").exit_code == 0
+    study = optuna.load_study(study_name="busy", storage=database_storage(postgres_url))
+    study.ask()  # a machine is running a trial right now
+    result = run_cli("run", spec, "--storage", postgres_url, "--fresh", "-q")
+    assert result.exit_code == 2, result
+    assert "--fresh: study 'busy' in postgresql://postgres:***@" in result.stderr
+    assert "has 1 trial(s) running on other machines; stop them first" in result.stderr
+    assert "s3cret-pw" not in result.stderr
+    assert optuna.get_all_study_names(database_storage(postgres_url)).count("busy") == 1  # untouched

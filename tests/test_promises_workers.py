@@ -159,7 +159,7 @@ def test_worker_on_a_journal_writes_only_the_study_and_finalize_writes_the_outpu
 
     partial = run_cli("finalize", spec, "--out", out)
     assert partial.exit_code == 0, partial
-    assert "has not spent its budget of 6 trials; these outputs are partial" in partial.stderr
+    assert "has not spent its budget of 6 trials (3 complete); these outputs are partial" in partial.stderr
     assert {p.name for p in out.iterdir()} >= set(OUTPUTS)
     assert json.loads((out / "run.json").read_text())["status"] == "partial"
     assert len(pd.read_csv(out / "trials.csv")) == 3

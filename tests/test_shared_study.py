@@ -76,15 +76,27 @@ def test_retry_failed_on_every_machine_retries_each_failed_trial_once_in_all(
         thread.start()
     for thread in threads:
         thread.join()
-    retries = [t for t in _study(out, "shared").get_trials() if t.user_attrs.get("hptune_retry_of") == 0]
-    assert len(retries) == 1
+    # Both may have queued it; it runs once, and the budget grows by one, not two.
+    assert run_cli("run", spec, "--out", out, "-q").exit_code == 0
+    trials = _study(out, "shared").get_trials()
+    ran = [
+        t for t in trials if t.user_attrs.get("hptune_retry_of") == 0
+        and t.state != optuna.trial.TrialState.WAITING and not t.user_attrs.get("hptune_skipped")
+    ]
+    assert len(ran) == 1 and ran[0].state == optuna.trial.TrialState.FAIL  # min_samples_split=1 fails again
+    table = pd.read_csv(out / "trials.csv")
+    assert list(table["param_min_samples_split"]) == [1, 2, 3, 1]
+    # Once in all: asked again, a failed trial that was retried is not retried again.
+    assert housekeeping.retry_failures(open_study(exp)) == 1  # only the retry itself, trial 3
 
 
 def test_machines_never_share_a_sampler_seed(write_spec, tmp_path: Path) -> None:
     exp = load_experiment(write_spec(FAILING), (), Overrides(out=str(tmp_path / "out")))
     machines = [open_study(exp, worker=True) for _ in range(16)]
+    # --worker-index gives small indices (a shell loop, a Slurm array); claimed ones never meet them.
+    machines += [open_study(exp, worker=True, machine_index=index) for index in range(4)]
     seeds = {m.worker_seed(w) for m in machines for w in range(4)}
-    assert len(seeds) == 16 * 4
+    assert len(seeds) == 20 * 4
     assert open_study(exp).worker_seed() == exp.spec.seed  # one machine stays reproducible
     assert 0 <= sampler_seed(2**32 - 1, 997, 3) < SEED_SPACE
 
@@ -148,3 +160,98 @@ def test_ctrl_c_while_the_data_loads_says_nothing_was_trained(
     assert result.exit_code == 130, result
     assert "interrupted before any trial ran; nothing was trained" in result.stderr
     assert "completed trials are kept" not in result.stderr
+
+
+def test_an_interrupted_retry_of_a_failed_grid_point_still_runs(write_spec, tmp_path: Path) -> None:
+    spec, out = write_spec(FAILING), tmp_path / "out"
+    assert run_cli("run", spec, "--out", out, "-q").exit_code == 0
+    exp = load_experiment(spec, (), Overrides(out=str(out)))
+    assert housekeeping.retry_failures(open_study(exp)) == 1
+    # The retry of trial 0 starts and is cut short by Ctrl-C: it is queued again, as itself.
+    study = _study(out, "shared")
+    cut = study.ask()
+    frozen = study.get_trials()[cut.number]
+    requeue(study, frozen, "interrupted")
+    cut.set_user_attr("hptune_interrupted", True)
+    cut.set_user_attr("error", "interrupted: stopped by Ctrl-C or SIGTERM")
+    study.tell(cut, state=optuna.trial.TrialState.FAIL)
+
+    result = run_cli("run", spec, "--out", out, "-q")
+    assert result.exit_code == 0, result
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "complete" and run["trials"] == {
+        "complete": 2, "fail": 2, "pruned": 0, "interrupted": 1, "running": 0
+    }
+    rerun = [t for t in _study(out, "shared").get_trials() if t.user_attrs.get("hptune_retry_of") == cut.number]
+    assert [t.state for t in rerun] == [optuna.trial.TrialState.FAIL] and not rerun[0].user_attrs.get("hptune_skipped")
+
+
+def test_a_grid_point_that_killed_its_worker_twice_is_not_run_again_and_the_run_says_partial(
+    write_spec, tmp_path: Path
+) -> None:
+    spec, out = write_spec(GRID), tmp_path / "out"
+    assert run_cli("run", spec, "--out", out, "-q").exit_code == 0
+    study = _study(out, "grid-repair")
+    study.set_user_attr("hptune_grid_queued", 3)
+    for reason in (None, "died"):  # point 2 ran, its worker died; its re-run's worker died too
+        attrs = {"hptune_grid_point": 2, **({"hptune_retry_reason": reason, "hptune_retry_of": 2} if reason else {})}
+        study.enqueue_trial({"max_depth": 3, "criterion": "gini"}, user_attrs=attrs)
+        dead = study.ask()
+        dead.set_user_attr("hptune_interrupted", True)
+        dead.set_user_attr("error", "interrupted: the process running this trial stopped (killed or crashed)")
+        study.tell(dead, state=optuna.trial.TrialState.FAIL)
+
+    result = run_cli("run", spec, "--out", out, "--n-trials", "3")
+    assert result.exit_code == 0, result
+    assert "note: the study has not spent its budget of 3 trials (2 complete); these outputs are partial" in result.stderr
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "partial" and run["stop_reason"] == "budget"
+    assert len([t for t in _study(out, "grid-repair").get_trials() if t.state == optuna.trial.TrialState.WAITING]) == 0
+
+
+def _hold_a_trial(out: Path, name: str, seconds: float) -> threading.Thread:
+    """A trial this (live) process runs on the study for ``seconds``, then fails."""
+    from hptune import processes
+
+    study = _study(out, name)
+    trial = study.ask()
+    trial.set_user_attr("hptune_worker", processes.current())
+
+    def finish() -> None:
+        trial.set_user_attr("error", "RuntimeError: held by the test")
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+    timer = threading.Timer(seconds, finish)
+    timer.start()
+    return timer
+
+
+def test_run_waits_for_a_live_trial_of_this_machine_and_a_worker_does_not(write_spec, tmp_path: Path) -> None:
+    import time
+
+    spec, out = write_spec(GRID.replace("n_trials: 2", "n_trials: 3")), tmp_path / "out"
+    assert run_cli("run", spec, "--out", out, "-q", "--n-trials", "2").exit_code == 0
+    _study(out, "grid-repair").set_user_attr("hptune_grid_queued", 3)  # as if point 2 were running
+    holder = _hold_a_trial(out, "grid-repair", 6)
+    started = time.monotonic()
+    worker = run_cli("run", spec, "--out", out, "-q", "--worker")
+    assert worker.exit_code == 0, worker
+    assert time.monotonic() - started < 5 and holder.is_alive()  # it left without waiting
+    result = run_cli("run", spec, "--out", out, "-q")
+    assert result.exit_code == 0, result
+    assert "waiting for 1 trial(s) other machines are running, before writing the outputs: trial 2 on" in result.stderr
+    assert not holder.is_alive()  # it waited until the trial ended
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+
+
+def test_ctrl_c_while_the_outputs_are_written_says_the_study_is_whole(
+    write_spec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("hptune.outputs.write_set", interrupted)
+    result = run_cli("run", write_spec(GRID), "--out", tmp_path / "out", "--fresh")
+    assert result.exit_code == 130, result
+    assert "interrupted while writing the outputs; every trial is kept in" in result.stderr
+    assert "run the same command again to resume (without --fresh)" in result.stderr

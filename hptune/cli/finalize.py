@@ -13,7 +13,7 @@ from hptune.cli.common import (
     quiet_libraries,
     user_errors,
 )
-from hptune.cli.render import render_summary
+from hptune.cli.render import render_summary, say_if_partial
 
 
 @app.command()
@@ -33,12 +33,5 @@ def finalize(
         from hptune.runner import finalize_experiment
 
         result = finalize_experiment(exp)
-        if result.status == "partial":
-            running = result.counts.get("running", 0)
-            why = (
-                f"{running} trial(s) of the study are still running (one may yet be the best)"
-                if running
-                else f"the study has not spent its budget of {exp.n_trials} trials"
-            )
-            console(stderr=True).print(f"note: {why}; these outputs are partial")
+        say_if_partial(result)
         render_summary(console(), result)

@@ -86,6 +86,14 @@ class ProgressView:
             )
 
 
+def say_if_partial(result: RunResult) -> None:
+    """A run or finalize that wrote partial outputs says why, on stderr, before the summary."""
+    if result.status == "partial" and result.partial_reason:
+        from hptune.cli.common import console
+
+        console(stderr=True).print(f"note: {escape(result.partial_reason)}; these outputs are partial")
+
+
 def render_summary(console: Console, result: RunResult) -> None:
     from rich.table import Table
 

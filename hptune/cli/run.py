@@ -20,7 +20,7 @@ from hptune.cli.common import (
     quiet_libraries,
     user_errors,
 )
-from hptune.cli.render import ProgressView, render_summary
+from hptune.cli.render import ProgressView, render_summary, say_if_partial
 from hptune.errors import RunFailedError, RunInterruptedError
 
 
@@ -119,6 +119,7 @@ def run(
             if partial is not None and getattr(partial, "best_trial", None) is not None:
                 render_summary(console(), partial)  # type: ignore[arg-type]
             raise
+        say_if_partial(result)
         render_summary(console(), result)
 
 

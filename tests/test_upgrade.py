@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -74,3 +75,40 @@ def test_a_key_added_since_0_1_0_changes_the_fingerprint_only_when_set() -> None
     assert _meaning(CVSpec(folds=3, stratify_by="region")) == {**before, "stratify_by": "region"}
     # A key 0.1.0 knew is hashed with its value even at the default, as 0.1.0 did.
     assert _meaning(spec.CVSpec())["folds"] == 5
+
+
+GRID_FIXTURE = ROOT / "tests" / "fixtures" / "grid-study-0.1.0"
+
+
+def test_a_grid_study_made_by_0_1_0_with_retries_skips_and_interruptions_resumes_and_extends(tmp_path: Path) -> None:
+    import pandas as pd
+
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(GRID_FIXTURE / "study.journal", out / "study.journal")
+    spec = tmp_path / "experiment.yaml"
+    shutil.copy(GRID_FIXTURE / "experiment.yaml", spec)
+    # 0.1.0 ran 6 of the 9 points and retried its 2 failures: 8 finished of a budget of 8.
+    result = run_cli("run", spec, "--out", out, "--n-trials", "9", "-q")
+    assert result.exit_code == 0, result
+    assert "resuming: 8 of 11 trials done" in result.stderr  # 9 points + the 2 retries
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "complete"
+    assert run["trials"] == {"complete": 6, "fail": 5, "pruned": 0, "interrupted": 2, "running": 0}
+    table = pd.read_csv(out / "trials.csv")
+    ran = table[table["state"].isin(["COMPLETE", "FAIL"]) & table["error"].fillna("").str.match("^(?!interrupted)")]
+    points = sorted(zip(ran["param_C"], ran["param_gamma"], strict=True))
+    grid = sorted((c, g) for c in (0.1, 1.0, 10.0) for g in (-1.0, 0.0001, 0.001))
+    # Every point once, and the two points 0.1.0 retried twice (the retry failed as well).
+    assert sorted(set(points)) == grid and len(points) == 11
+    assert points.count((0.1, -1.0)) == points.count((1.0, -1.0)) == 2
+
+    # The failures 0.1.0 retried are not retried again; their retries and the new one are.
+    again = run_cli("run", spec, "--out", out, "--n-trials", "9", "-q", "--retry-failed")
+    assert again.exit_code == 0, again
+    study = optuna.load_study(study_name="grid-made-by-0.1.0", storage=journal_storage(out / "study.journal"))
+    retried = sorted(t.user_attrs["hptune_retry_of"] for t in study.get_trials()
+                     if t.user_attrs.get("hptune_retry_reason") == "failed")
+    new_failure = next(t.number for t in study.get_trials() if t.params == {"C": 10.0, "gamma": -1.0}
+                       and "hptune_retry_of" not in t.user_attrs)
+    assert retried == sorted([0, 3, 8, 9, new_failure])

@@ -155,11 +155,15 @@ def trials_without_heartbeat(storage: Any, study: Any) -> list[int]:
     would stay RUNNING forever; the caller decides how old such a trial may get.
     """
     from optuna.storages import RDBStorage
-    from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
     from optuna.trial import TrialState
 
     if not isinstance(storage, RDBStorage):
+        return []
+    try:  # Optuna's private ORM: if a later Optuna moves it, lose this check, not the run
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+    except ImportError:
+        log.warning("this Optuna has no optuna.storages._rdb models: trials without heartbeat are not checked")
         return []
     with _create_scoped_session(storage.scoped_session) as session:
         running = (

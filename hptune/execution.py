@@ -174,7 +174,7 @@ class Search:
         waited = False
         while True:
             running = housekeeping.running_elsewhere(self.handle, self._first_seen)
-            if not running:
+            if not running or self.rules.timed_out():  # the timeout bounds the wait too
                 break
             waited = True
             self.progress.send(waiting_for=[_describe_running(t) for t in running])
@@ -217,6 +217,8 @@ def optimize_here(
             catch=(Exception,),
             callbacks=[stop_when_a_rule_holds, *callbacks],
         )
+    if objective.fatal is not None:
+        raise objective.fatal
 
 
 def _worker_main(

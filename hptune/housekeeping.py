@@ -77,7 +77,7 @@ def fail_dead_trials(handle: StudyHandle) -> int:
             started = trial.datetime_start or now
             if now - started < timedelta(seconds=UNCLAIMED_TRIAL_AGE):
                 continue
-        elif is_alive(str(worker)):
+        elif is_alive(str(worker), trial.datetime_start):
             continue  # alive, or another host's, which is not ours to judge
         if _fail_and_requeue(handle, trial, "the process running this trial stopped (killed or crashed)"):
             count += 1
@@ -189,15 +189,18 @@ def running_elsewhere(handle: StudyHandle, first_seen: dict[int, float]) -> list
 
 
 def _on_this_machine(trial: Any) -> bool:
+    """A live trial of this machine that can be waited for: one recorded in full (an old
+    host:pid record cannot prove its process is the one that holds the pid now)."""
     from hptune.processes import parse
 
     worker = trial.user_attrs.get(ATTR_WORKER)
     if worker is None:  # a process that has just created it, and not yet said which
         return True
     try:
-        return parse(str(worker)).host == socket.gethostname()
+        recorded = parse(str(worker))
     except ValueError:
         return False
+    return recorded.host == socket.gethostname() and recorded.start is not None
 
 
 def _fail_silent_trials(handle: StudyHandle, first_seen: dict[int, float]) -> None:

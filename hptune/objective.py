@@ -52,6 +52,9 @@ class Objective:
         # Each report is a write to the study (an fsync'd line in a journal file): made only
         # when a pruner will read them.
         self.report_folds = report_folds
+        #: An error no trial can get past (the budget could not be checked): raised by the
+        #: caller once Optuna's loop, which catches every trial's exception, has stopped.
+        self.fatal: Exception | None = None
 
     def __call__(self, trial: Any) -> float:
         # Asked per trial, not at import: forked workers import this module in their parent.
@@ -59,11 +62,12 @@ class Objective:
         if self.budget is not None:
             try:
                 admission = self.budget.admit(trial)
-            except Exception:
-                # Not this trial's fault, and the next trial would fail the same way: stop
-                # rather than fail trial after trial.
-                trial.set_user_attr(ATTR_ERROR, "the trial budget could not be checked (see its traceback)")
+            except Exception as exc:
+                # Not this trial's fault, and the next trial would fail the same way: the trial
+                # never ran (skipped, holding no budget) and the search stops with the error.
+                trial.set_user_attr(ATTR_SKIPPED, True)
                 trial.set_user_attr(ATTR_TRACEBACK, traceback.format_exc())
+                self.fatal = exc
                 trial.study.stop()
                 raise
             if admission is not Admission.RUN:

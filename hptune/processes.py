@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
@@ -58,7 +59,7 @@ def parse(recorded: str) -> ProcessId:
     return ProcessId(rest, int(pid))  # host:pid
 
 
-def is_alive(recorded: str) -> bool:
+def is_alive(recorded: str, recorded_at: datetime | None = None) -> bool:
     """False only when the recorded process is certainly gone from this machine.
 
     Another host's process (or a value that is no recorded process) is not ours to judge:
@@ -66,7 +67,9 @@ def is_alive(recorded: str) -> bool:
     a process is gone if the machine booted again since, if its pid is free, a zombie, or held
     by a process that started at another time, or if its pid is this process's own but the
     record is not this process's (the pid is ours now, so its recorder is gone). An old
-    ``host:pid`` record carries no start time, so a live pid counts as its process, as before.
+    ``host:pid`` record carries no start time: a live pid counts as its process unless that
+    process started after ``recorded_at`` (when the record was made, e.g. the trial's start),
+    which proves the pid was taken again.
     """
     try:
         them = parse(str(recorded))
@@ -87,7 +90,21 @@ def is_alive(recorded: str) -> bool:
     state, start = stat
     if state in "ZXx":  # a zombie or dead process runs nothing
         return False
-    return them.start is None or them.start == start
+    if them.start is not None:
+        return them.start == start
+    started = _wall_time_of(start)
+    return recorded_at is None or started is None or started <= recorded_at + timedelta(seconds=1)
+
+
+def _wall_time_of(ticks: int) -> datetime | None:
+    """The local wall time of a process start given in clock ticks since boot."""
+    try:
+        stat = (_PROC / "stat").read_text()
+        boot = next(int(line.split()[1]) for line in stat.splitlines() if line.startswith("btime "))
+        per_second = os.sysconf("SC_CLK_TCK")
+    except (OSError, StopIteration, ValueError, AttributeError):
+        return None
+    return datetime.fromtimestamp(boot + ticks / per_second)
 
 
 def _boot_id() -> str | None:

@@ -215,13 +215,17 @@ def _status(stop: Stop | None, summary: outputs.Summary, handle: StudyHandle, ru
         return "stopped", None
     if summary.best is None:
         return "failed", None
+    trials = handle.trials()
+    running = [t for t in trials if t.state == TrialState.RUNNING]
+    live = [t for t in running if _may_still_run(t, handle)]
+    if live:
+        return "partial", f"{len(live)} trial(s) of the study are still running (one may yet be the best)"
     if stop is not None and stop.reason is StopReason.TIMEOUT:
         return "complete", None
-    trials = handle.trials()
-    running = len([t for t in trials if t.state == TrialState.RUNNING and _may_still_run(t, handle)])
-    if running:
-        return "partial", f"{running} trial(s) of the study are still running (one may yet be the best)"
-    if not rules.budget.spent(handle.study, trials):
+    # A dead process's trial (failed when the study is next opened) did not spend its share.
+    gone = {t.number for t in running} - {t.number for t in live}
+    counted = [t for t in trials if t.number not in gone]
+    if not rules.budget.spent(handle.study, counted):
         target = rules.budget.target(handle.study, trials)
         return "partial", f"the study has not spent its budget of {target} trials ({summary.counts['complete']} complete)"
     return "complete", None
@@ -234,7 +238,7 @@ def _may_still_run(trial: Any, handle: StudyHandle) -> bool:
     from hptune.trials import ATTR_WORKER
 
     worker = trial.user_attrs.get(ATTR_WORKER)
-    return not handle.journal or worker is None or is_alive(str(worker))
+    return not handle.journal or worker is None or is_alive(str(worker), trial.datetime_start)
 
 
 def _write(

@@ -100,14 +100,15 @@ class Budget:
             return Admission.SPENT  # the grid queue is empty: a sampled point would be a duplicate
         study = trial.study
         trials = study.get_trials(deepcopy=False)
-        key = work_key(trial)
+        by_number = {t.number: t for t in trials}
+        key = work_key(trial, by_number)
         for other in trials:
             if other.number == trial.number or other.state == TrialState.WAITING or not self.counts(other):
                 continue
             # Of two that start together, the earlier trial runs.
-            if work_key(other) == key and (other.state.is_finished() or other.number < trial.number):
+            if work_key(other, by_number) == key and (other.state.is_finished() or other.number < trial.number):
                 return Admission.DUPLICATE
-        ahead = {work_key(t) for t in trials if t.number < trial.number and self.counts(t)}
+        ahead = {work_key(t, by_number) for t in trials if t.number < trial.number and self.counts(t)}
         ahead.discard(key)
         return Admission.RUN if len(ahead) < self.target(study, trials) else Admission.SPENT
 
@@ -115,7 +116,8 @@ class Budget:
         """Distinct pieces of work that started (running or finished) and hold budget."""
         from optuna.trial import TrialState
 
-        return len({work_key(t) for t in trials if t.state != TrialState.WAITING and self.counts(t)})
+        by_number = {t.number: t for t in trials}
+        return len({work_key(t, by_number) for t in trials if t.state != TrialState.WAITING and self.counts(t)})
 
     def spent(self, study: Any, trials: list[Any] | None = None) -> bool:
         trials = study.get_trials(deepcopy=False) if trials is None else trials

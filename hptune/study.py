@@ -209,6 +209,30 @@ def _refuse_while_trials_run(exp: ValidatedExperiment, storage: Any, url: str) -
         )
 
 
+def _refuse_while_local_trials_run(exp: ValidatedExperiment, journal: Any) -> None:
+    """--fresh on a journal another live process of this machine writes to (a --worker): it
+    would go on writing into the moved file's successor, the new study."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from hptune.processes import is_alive
+    from hptune.trials import ATTR_WORKER
+
+    storage = storage_mod.journal_storage(journal)
+    if exp.spec.name not in optuna.get_all_study_names(storage):
+        return
+    study = optuna.load_study(study_name=exp.spec.name, storage=storage)
+    running = [
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if ATTR_WORKER in t.user_attrs and is_alive(str(t.user_attrs[ATTR_WORKER]), t.datetime_start)
+    ]
+    if running:
+        raise StudyMismatchError(
+            f"--fresh: {journal} has {len(running)} trial(s) running in other live processes; "
+            f"stop them first (or choose another --out)"
+        )
+
+
 def _move_aside(exp: ValidatedExperiment) -> str | None:
     """--fresh: keep the old study and outputs under another name; never delete them."""
     import optuna
@@ -218,7 +242,10 @@ def _move_aside(exp: ValidatedExperiment) -> str | None:
     moved: str | None = None
     url = exp.spec.output.storage
     if url:
-        storage = storage_mod.database_storage(url)
+        from hptune.trials import requeue_dead
+
+        # The refusal check fails dead machines' trials: they are queued again, as anywhere.
+        storage = storage_mod.database_storage(url, on_stale_trial=requeue_dead)
         names = optuna.get_all_study_names(storage)
         if exp.spec.name in names:
             _refuse_while_trials_run(exp, storage, url)
@@ -229,6 +256,8 @@ def _move_aside(exp: ValidatedExperiment) -> str | None:
                     optuna.delete_study(study_name=name, storage=storage)
             moved = f"study {moved} in {storage_mod.mask_url(url)}"
     present = [out / name for name in results.OWNED_FILES if (out / name).exists()]
+    if not url and (out / results.STUDY_FILE).exists():
+        _refuse_while_local_trials_run(exp, out / results.STUDY_FILE)
     if present:
         target = out.parent / f"{out.resolve().name}.old-{stamp}"
         suffix = 1

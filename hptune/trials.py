@@ -102,20 +102,25 @@ def error_text(trial: Any) -> str | None:
     return None
 
 
-def work_key(trial: Any) -> str:
+def work_key(trial: Any, by_number: dict[int, Any] | None = None) -> str:
     """Which piece of work a trial does: trials with the same key are the same work, of which
     only one may hold the budget (see ``stopping.Budget``).
 
     A grid point is ``grid:<index>``; the re-run of failed trial N (--retry-failed) is
     ``retry:<N>``; a sampled trial is ``trial:<number>``. A trial queued again after it was cut
     short carries the key of the work it was doing (``ATTR_WORK``), so the re-run of an
-    interrupted retry is still that retry, not the grid point the failed trial held.
+    interrupted retry is still that retry, not the grid point the failed trial held. hptune
+    0.1.0 did not record that key: such a re-run takes the key of the trial it re-runs, found
+    in ``by_number`` (the study's trials by number).
     """
     attrs = trial.user_attrs
     if ATTR_WORK in attrs:
         return str(attrs[ATTR_WORK])
-    if attrs.get(ATTR_RETRY_REASON) == "failed":
-        return f"retry:{attrs.get(ATTR_RETRY_OF)}"
+    reason, source = attrs.get(ATTR_RETRY_REASON), attrs.get(ATTR_RETRY_OF)
+    if reason in ("interrupted", "died") and by_number is not None and source in by_number:
+        return work_key(by_number[source], by_number)
+    if reason == "failed":
+        return f"retry:{source}"
     if ATTR_GRID_POINT in attrs:
         return f"grid:{attrs[ATTR_GRID_POINT]}"
     return f"trial:{trial.number}"
@@ -130,7 +135,10 @@ def requeue(study: Any, trial: Any, reason: str) -> None:
     """
     attrs = {ATTR_RETRY_OF: trial.number, ATTR_RETRY_REASON: reason}
     if reason != "failed":  # the same work again; a retry of a failure is new work
-        attrs[ATTR_WORK] = work_key(trial)
+        by_number = None
+        if ATTR_RETRY_OF in trial.user_attrs and ATTR_WORK not in trial.user_attrs:
+            by_number = {t.number: t for t in study.get_trials(deepcopy=False)}  # a 0.1.0 re-run
+        attrs[ATTR_WORK] = work_key(trial, by_number)
     if ATTR_GRID_POINT in trial.user_attrs:
         attrs[ATTR_GRID_POINT] = trial.user_attrs[ATTR_GRID_POINT]
     params = {**trial.system_attrs.get(OPTUNA_FIXED_PARAMS, {}), **trial.params}

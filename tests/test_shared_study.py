@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from pathlib import Path
 
@@ -255,3 +256,98 @@ def test_ctrl_c_while_the_outputs_are_written_says_the_study_is_whole(
     assert result.exit_code == 130, result
     assert "interrupted while writing the outputs; every trial is kept in" in result.stderr
     assert "run the same command again to resume (without --fresh)" in result.stderr
+
+
+def test_fresh_on_a_journal_refuses_while_another_live_process_runs_a_trial(write_spec, tmp_path: Path) -> None:
+    spec, out = write_spec(GRID), tmp_path / "out"
+    assert run_cli("run", spec, "--out", out, "-q").exit_code == 0
+    holder = _hold_a_trial(out, "grid-repair", 30)
+    try:
+        result = run_cli("run", spec, "--out", out, "-q", "--fresh")
+    finally:
+        holder.cancel()
+    assert result.exit_code == 2, result
+    assert "has 1 trial(s) running in other live processes; stop them first" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out")) == ["out"]  # nothing moved
+
+
+def test_a_0_1_0_rerun_of_an_interrupted_retry_runs_as_that_retry(write_spec, tmp_path: Path) -> None:
+    spec, out = write_spec(FAILING), tmp_path / "out"
+    assert run_cli("run", spec, "--out", out, "-q").exit_code == 0
+    study = _study(out, "shared")
+    # What 0.1.0 left: trial 0 (point 0) failed; its retry, trial 3, was cut short by Ctrl-C and
+    # queued again as trial 4, with no record of the work it does (0.1.0 kept none).
+    study.set_user_attr("hptune_retried_failures", [0])
+    study.set_user_attr("hptune_extra_budget", 1)
+    study.enqueue_trial({"min_samples_split": 1}, user_attrs={
+        "hptune_retry_of": 0, "hptune_retry_reason": "failed", "hptune_grid_point": 0})
+    cut = study.ask()
+    cut.set_user_attr("hptune_interrupted", True)
+    cut.set_user_attr("error", "interrupted: stopped by Ctrl-C or SIGTERM")
+    study.enqueue_trial({"min_samples_split": 1}, user_attrs={
+        "hptune_retry_of": cut.number, "hptune_retry_reason": "interrupted", "hptune_grid_point": 0})
+    study.tell(cut, state=optuna.trial.TrialState.FAIL)
+
+    result = run_cli("run", spec, "--out", out, "-q")
+    assert result.exit_code == 0, result
+    rerun = next(t for t in _study(out, "shared").get_trials() if t.user_attrs.get("hptune_retry_of") == cut.number)
+    assert rerun.state == optuna.trial.TrialState.FAIL and not rerun.user_attrs.get("hptune_skipped")
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+
+
+def test_an_old_host_pid_record_whose_pid_was_taken_again_is_failed_not_waited_for(write_spec, tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import time
+
+    spec, out = write_spec(GRID.replace("n_trials: 2", "n_trials: 3")), tmp_path / "out"
+    assert run_cli("run", spec, "--out", out, "-q", "--n-trials", "2").exit_code == 0
+    study = _study(out, "grid-repair")
+    study.set_user_attr("hptune_grid_queued", 3)
+    study.enqueue_trial({"max_depth": 3, "criterion": "gini"}, user_attrs={"hptune_grid_point": 2})
+    left = study.ask()  # left RUNNING by a 0.1.0 process, recorded as host:pid
+    time.sleep(1.5)
+    later = subprocess.Popen(["sleep", "60"])  # a process that took that pid afterwards
+    try:
+        left.set_user_attr("hptune_worker", f"{socket.gethostname()}:{later.pid}")
+        result = run_cli("run", spec, "--out", out, "-q")
+    finally:
+        later.kill()
+    assert result.exit_code == 0, result
+    trials = _study(out, "grid-repair").get_trials()
+    assert trials[left.number].state == optuna.trial.TrialState.FAIL
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+
+
+def test_finalize_says_partial_when_a_dead_process_left_its_trial_running(write_spec, tmp_path: Path) -> None:
+    import subprocess
+
+    spec, out = write_spec(GRID.replace("n_trials: 2", "n_trials: 3")), tmp_path / "out"
+    assert run_cli("run", spec, "--out", out, "-q", "--n-trials", "2").exit_code == 0
+    study = _study(out, "grid-repair")
+    study.set_user_attr("hptune_grid_queued", 3)
+    study.enqueue_trial({"max_depth": 3, "criterion": "gini"}, user_attrs={"hptune_grid_point": 2})
+    gone = subprocess.run(
+        [sys.executable, "-c", "from hptune.processes import current; print(current())"], capture_output=True, text=True
+    ).stdout.strip()
+    study.ask().set_user_attr("hptune_worker", gone)  # its process has exited
+    result = run_cli("finalize", spec, "--out", out)
+    assert result.exit_code == 0, result
+    assert "has not spent its budget of 3 trials (2 complete); these outputs are partial" in result.stderr
+
+
+def test_an_error_checking_the_budget_stops_the_run_at_once(
+    write_spec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hptune.errors import StorageError
+
+    def unreachable(self, trial):
+        raise StorageError("cannot reach the study storage")
+
+    monkeypatch.setattr("hptune.stopping.Budget.admit", unreachable)
+    out = tmp_path / "out"
+    result = run_cli("run", write_spec(GRID), "--out", out)
+    assert result.exit_code == 2, result
+    assert "error: cannot reach the study storage" in result.stderr
+    trials = _study(out, "grid-repair").get_trials()
+    assert len([t for t in trials if t.state != optuna.trial.TrialState.WAITING]) == 1  # one, not every

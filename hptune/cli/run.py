@@ -73,6 +73,7 @@ def run(
         typer.Option(
             "--worker-index",
             min=0,
+            max=99_999,  # indices claimed in the study start above (hptune.study.CLAIMED_MACHINES_FROM)
             help="This machine's index among workers (distinct sampler seeds); default: claimed in the study.",
         ),
     ] = None,

@@ -52,11 +52,17 @@ def suspicious_columns(X: Any, y: Any, target: str) -> list[str]:
     return messages
 
 
-def text_columns(X: Any) -> list[str]:
-    """The columns that are neither numbers nor booleans (what ``preprocessing: auto`` encodes)."""
+def text_without_preprocessing(X: Any, most: int = 4) -> list[str]:
+    """With ``preprocessing: none``, the columns that are neither numbers nor booleans (which
+    ``auto`` would encode): almost no estimator fits them, so every trial would fail."""
     from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
-    return [str(name) for name in X.columns if not (is_numeric_dtype(X[name]) or is_bool_dtype(X[name]))]
+    text = [str(name) for name in X.columns if not (is_numeric_dtype(X[name]) or is_bool_dtype(X[name]))]
+    if not text:
+        return []
+    names = ", ".join(repr(c) for c in text[:most]) + (f" and {len(text) - most} more" if len(text) > most else "")
+    return [f"is none, but columns {names} hold text, which most estimators cannot fit (every trial would fail): "
+            "use preprocessing: auto, or add them to data.drop"]
 
 
 def _same(column: Any, y: Any) -> bool:

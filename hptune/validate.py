@@ -19,7 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from hptune import space as space_mod
 from hptune.data import BUNDLED_TASKS, DataFieldError, Dataset, Split, infer_task, load_dataset
-from hptune.datacheck import suspicious_columns, text_columns
+from hptune.datacheck import suspicious_columns, text_without_preprocessing
 from hptune.errors import DataError, SpecError, SpecIssue, SpecWarning
 from hptune.estimators import (
     EstimatorLookupError,
@@ -157,10 +157,9 @@ class _Checker:
         data = self.check_data(sec.get("data"))
         task = self.check_task(sec.get("task"), sec.get("data"), data)
         estimator = self.check_estimator(sec.get("model"), task)
-        text = text_columns(data.X) if data is not None and sec.get("model") is not None else []
-        if text and sec["model"].preprocessing == "none":
-            self.warn(("model", "preprocessing"), f"is none, but {_names(text)} hold text, which most estimators "
-                      "cannot fit (every trial would fail): use preprocessing: auto, or add them to data.drop")
+        if data is not None and sec.get("model") is not None and sec["model"].preprocessing == "none":
+            for message in text_without_preprocessing(data.X):
+                self.warn(("model", "preprocessing"), message)
         search_space = sec.get("search_space")
         fixed: dict[str, Any] = {}
         if estimator is not None:
@@ -390,11 +389,6 @@ class _Checker:
         except ValueError as exc:
             self.add(("search_space",), str(exc))
             return None
-
-
-def _names(columns: list[str], most: int = 4) -> str:
-    shown = ", ".join(repr(c) for c in columns[:most])
-    return f"columns {shown}" + (f" and {len(columns) - most} more" if len(columns) > most else "")
 
 
 def _possible_values(param: Any) -> list[Any] | None:

@@ -18,9 +18,45 @@ from hptune.estimators import MODEL_STEP, PREPROCESS_STEP, cap_n_jobs, pipeline_
 if TYPE_CHECKING:
     from hptune.validate import ValidatedExperiment
 
-#: Keep every fold's slices in memory while they take at most this much in all: on small
-#: data slicing costs as much as fitting; on large data the copies would cost memory instead.
-_FOLD_CACHE_BYTES = 16 * 2**20
+#: The share of the memory available when a run starts that its fold caches may take, in
+#: all worker processes together (``strategy.cache_mb`` sets the size instead).
+CACHE_SHARE = 0.25
+#: When the available memory cannot be read at all.
+FALLBACK_CACHE_BYTES = 256 * 2**20
+
+
+def cache_bytes_per_process(cache_mb: int | None, processes: int) -> int:
+    """How much one process may keep in its fold cache (raw fold slices and preprocessed
+    folds): ``cache_mb`` when the file sets it, else a quarter of the memory available now,
+    split between the processes that each keep their own cache."""
+    total = cache_mb * 2**20 if cache_mb is not None else int(CACHE_SHARE * (available_memory() or 4 * FALLBACK_CACHE_BYTES))
+    return total // max(1, processes)
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still use: the kernel's MemAvailable, or less when a container's
+    memory limit (cgroup v2 memory.max, or v1 limit_in_bytes) leaves less."""
+    available = None
+    try:
+        for line in open("/proc/meminfo").read().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    ):
+        try:
+            limit = open(limit_file).read().strip()
+            usage = int(open(usage_file).read().strip())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and int(limit) < 2**60:  # "max", or v1's "no limit" (a huge number)
+            left = max(0, int(limit) - usage)
+            available = left if available is None else min(available, left)
+        break
+    return available
 
 
 def _nbytes(array: Any) -> int:
@@ -43,6 +79,7 @@ class CVContext:
     metrics: list[str]  # the main metric first, then the extra ones
     train_scores: bool
     positive_class: Any = None  # data.positive_class: the pos_label of binary metrics
+    cache_bytes: int = FALLBACK_CACHE_BYTES  # what this process may keep of folds (see prepare)
     _scorer: Any = field(default=None, repr=False)
     _fold_data: dict[int, tuple[Any, Any, Any, Any]] = field(default_factory=dict, repr=False)
     _preprocessed: dict[int, tuple[Any, Any, Any, Any]] = field(default_factory=dict, repr=False)
@@ -58,7 +95,7 @@ class CVContext:
             return self._fold_data[index]
         train, test = self.folds[index]
         data = (self.X.iloc[train], self.y.iloc[train], self.X.iloc[test], self.y.iloc[test])
-        if _nbytes(self.X) * len(self.folds) <= _FOLD_CACHE_BYTES:
+        if _nbytes(self.X) * len(self.folds) <= self.cache_bytes:
             self._fold_data[index] = data
         return data
 
@@ -80,7 +117,7 @@ class CVContext:
         X_train, y_train, X_test, y_test = data
         preprocess = clone(self.pipeline.named_steps[PREPROCESS_STEP])
         prepared = (preprocess.fit_transform(X_train, y_train), y_train, preprocess.transform(X_test), y_test)
-        if (_nbytes(prepared[0]) + _nbytes(prepared[2])) * len(self.folds) > _FOLD_CACHE_BYTES:
+        if (_nbytes(prepared[0]) + _nbytes(prepared[2])) * len(self.folds) > self.cache_bytes:
             self._preprocessed_too_big = True
             return self.pipeline, data
         self._preprocessed[index] = prepared
@@ -190,5 +227,19 @@ def prepare(exp: ValidatedExperiment) -> Setup:
         metrics=[exp.metric, *spec.extra_metrics],
         train_scores=spec.cv.train_scores,
         positive_class=spec.data.positive_class,
+        # Every worker process keeps its own cache: the budget is split between them.
+        cache_bytes=cache_bytes_per_process(spec.strategy.cache_mb, worker_count(spec.strategy.n_jobs)),
     )
     return Setup(split, ctx)
+
+
+def worker_count(n_jobs: int) -> int:
+    """The worker processes ``strategy.n_jobs`` means (-1: one per core this process may use)."""
+    import os
+
+    if n_jobs != -1:
+        return n_jobs
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

@@ -347,6 +347,8 @@ def _metadata(
             "features": int(exp.data.X.shape[1]),
             "train_rows": len(setup.split.y_train),
             "test_rows": 0 if setup.split.y_test is None else len(setup.split.y_test),
+            # What each process could keep of the folds between trials (strategy.cache_mb).
+            "fold_cache_mb_per_process": round(setup.ctx.cache_bytes / 2**20, 1),
         },
         "study": {
             "name": spec.name,

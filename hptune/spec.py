@@ -179,6 +179,9 @@ class StrategySpec(_Section):
     max_failures: int | None = Field(None, ge=0)
     max_failure_rate: float | None = Field(None, gt=0.0, le=1.0)
     threads_per_worker: int | None = Field(None, ge=1)
+    #: Memory for the folds kept between trials (raw slices, preprocessed folds), in MB for all
+    #: worker processes together; default: a quarter of the memory available when the run starts.
+    cache_mb: int | None = Field(None, ge=0)
 
     @field_validator("n_jobs")
     @classmethod

@@ -8,13 +8,13 @@ trial and never writes an output file; tidying the study is ``hptune.housekeepin
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from hptune import results
 from hptune import storage as storage_mod
+from hptune.crossval import worker_count
 from hptune.errors import StudyMismatchError
 from hptune.fingerprint import VERSION, changed_parts, digest, fingerprint_parts
 from hptune.ranking import Goal
@@ -44,14 +44,7 @@ CLAIMED_MACHINES_FROM = 100_000
 
 
 def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def worker_count(n_jobs: int) -> int:
-    return available_cores() if n_jobs == -1 else n_jobs
+    return worker_count(-1)
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -51,29 +52,33 @@ def test_grid_search_matches_grid_search_cv(write_spec, tmp_path: Path) -> None:
     assert abs(best["cv_score"] - theirs.best_score_) <= 1e-9
 
 
-@pytest.mark.parametrize("cache_bytes", [16 * 2**20, 0], ids=["preprocessed-once-per-fold", "pipeline-per-trial"])
+@pytest.mark.parametrize("cache_mb", [None, 0], ids=["preprocessed-once-per-fold", "pipeline-per-trial"])
 def test_trial_score_equals_cross_validate_on_the_same_pipeline_and_folds(
-    cache_bytes: int, write_spec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cache_mb: int | None, write_spec, tmp_path: Path
 ) -> None:
-    # Small data has its preprocessing fitted once per fold and reused by every trial; with no
-    # room for that, each trial fits the whole pipeline. Both must be cross_validate's numbers.
-    monkeypatch.setattr("hptune.crossval._FOLD_CACHE_BYTES", cache_bytes)
+    # By default the preprocessing is fitted once per fold and reused by every trial; with no
+    # room for that (cache_mb: 0), each trial fits the whole pipeline. Both must be
+    # cross_validate's numbers.
     spec = write_spec(
-        """
+        f"""
         name: trial-vs-cross-validate
         seed: 7
-        data: {dataset: wine, test_size: 0}
-        model: {estimator: logistic_regression, params: {max_iter: 500}}
+        data: {{dataset: wine, test_size: 0}}
+        model: {{estimator: logistic_regression, params: {{max_iter: 500}}}}
         search_space:
-          C: {type: float, low: 0.001, high: 10, log: true}
+          C: {{type: float, low: 0.001, high: 10, log: true}}
         extra_metrics: [balanced_accuracy]
-        cv: {kind: stratified, folds: 3, shuffle: true}
-        strategy: {kind: random, n_trials: 3}
+        cv: {{kind: stratified, folds: 3, shuffle: true}}
+        strategy: {{kind: random, n_trials: 3, cache_mb: {'null' if cache_mb is None else cache_mb}}}
         """
     )
     out = tmp_path / "out"
     assert run_cli("run", spec, "--out", out, "-q").exit_code == 0
     ours = pd.read_csv(out / "trials.csv")
+    cache = json.loads((out / "run.json").read_text())["data"]["fold_cache_mb_per_process"]
+    assert cache == 0 if cache_mb == 0 else cache > 100  # a quarter of this machine's free memory
+    cache = json.loads((out / "run.json").read_text())["data"]["fold_cache_mb_per_process"]
+    assert cache == 0 if cache_mb == 0 else cache > 100  # a quarter of this machine's free memory
 
     X, y = load_wine(return_X_y=True, as_frame=True)
     folds = StratifiedKFold(3, shuffle=True, random_state=7)
@@ -93,3 +98,13 @@ def test_trial_score_equals_cross_validate_on_the_same_pipeline_and_folds(
             assert abs(row[f"split{k}_train_accuracy"] - reference["train_accuracy"][k]) <= 1e-12
             assert abs(row[f"split{k}_test_balanced_accuracy"] - reference["test_balanced_accuracy"][k]) <= 1e-12
         assert abs(row["mean_test_accuracy"] - reference["test_accuracy"].mean()) <= 1e-12
+
+
+def test_the_fold_cache_is_a_share_of_free_memory_split_between_workers() -> None:
+    from hptune.crossval import CACHE_SHARE, available_memory, cache_bytes_per_process
+
+    assert cache_bytes_per_process(100, 4) == 25 * 2**20  # strategy.cache_mb, for all workers
+    free = available_memory()
+    assert free is not None and free > 0
+    per_process = cache_bytes_per_process(None, 2)
+    assert abs(per_process - CACHE_SHARE * free / 2) <= 0.05 * free  # free memory moves a little

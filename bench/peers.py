@@ -68,6 +68,31 @@ def gridsearch_csv(args: argparse.Namespace) -> dict:
     return {"best_score": float(search.best_score_)}
 
 
+def gridsearch_pipeline(args: argparse.Namespace) -> dict:
+    """GridSearchCV over the very Pipeline hptune builds for `preprocessing: auto` (imported
+    from hptune, so both preprocess the same way), on the same KFold folds; it re-imputes and
+    re-encodes every fold for every candidate, as a user's GridSearchCV over a Pipeline does."""
+    import time
+
+    import pandas as pd
+    from sklearn.model_selection import GridSearchCV, KFold
+
+    from hptune.estimators import build_pipeline, import_estimator, pipeline_params
+
+    frame = pd.read_csv(args.path)
+    X, y = frame.drop(columns=[args.target]), frame[args.target]
+    pipeline = build_pipeline(import_estimator(args.estimator), json.loads(args.fixed), "auto", X)
+    started = time.perf_counter()
+    search = GridSearchCV(
+        pipeline, pipeline_params({args.param: args.values}), scoring=args.metric, n_jobs=args.n_jobs,
+        cv=KFold(args.folds, shuffle=True, random_state=args.seed),
+    ).fit(X, y)
+    fit_seconds = time.perf_counter() - started
+    values = [float(p[f"model__{args.param}"]) for p in search.cv_results_["params"]]
+    return {"values": values, "means": [float(m) for m in search.cv_results_["mean_test_score"]],
+            "fit_seconds": fit_seconds}
+
+
 def _forest(params: dict):
     """The pipeline hptune's `preprocessing: auto` builds for all-numeric columns: a median
     imputer, then the forest."""
@@ -141,13 +166,25 @@ def main() -> None:
     csv.add_argument("--path", required=True)
     csv.add_argument("--C", type=float, nargs="+", required=True)
     csv.add_argument("--folds", type=int, default=3)
+    wide = sub.add_parser("gridsearch-pipeline")
+    wide.add_argument("--path", required=True)
+    wide.add_argument("--target", required=True)
+    wide.add_argument("--estimator", required=True, help="dotted path, as hptune resolved it")
+    wide.add_argument("--fixed", default="{}", help="JSON of the fixed parameters hptune resolved")
+    wide.add_argument("--param", required=True)
+    wide.add_argument("--values", type=float, nargs="+", required=True)
+    wide.add_argument("--metric", required=True)
+    wide.add_argument("--folds", type=int, default=5)
+    wide.add_argument("--seed", type=int, default=0)
+    wide.add_argument("--n-jobs", type=int, default=1)
     pool = sub.add_parser("forest-pool")
     pool.add_argument("--params", required=True, help="JSON list of {max_depth, max_features}")
     pool.add_argument("--n-jobs", type=int, default=1)
     pool.add_argument("--n-estimators", type=int, required=True)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    commands = {"gridsearch": gridsearch, "optuna-loop": optuna_loop, "gridsearch-csv": gridsearch_csv, "forest-pool": forest_pool}
+    commands = {"gridsearch": gridsearch, "optuna-loop": optuna_loop, "gridsearch-csv": gridsearch_csv,
+                "gridsearch-pipeline": gridsearch_pipeline, "forest-pool": forest_pool}
     result = commands[args.command](args)
     json.dump(result, sys.stdout)
     print()

@@ -1,6 +1,6 @@
 """hptune side by side with the tools users would pick instead, measured in one run.
 
-    python bench/run.py [--profile full|quick|tiny]
+    python bench/run.py [--profile full|quick|tiny] [--only MEASURE ...]
 
 Writes bench/results.md (for people) and bench/results.json (for scripts): each row has the
 task, the measure, hptune's figure, the peer's, their ratio, the repetitions behind them
@@ -31,11 +31,13 @@ PEERS = [sys.executable, str(BENCH / "peers.py")]
 
 PROFILES: dict[str, dict[str, Any]] = {
     "full": dict(reps=3, grid_c=[0.1, 1, 10, 100, 1000, 10000], grid_gamma=[1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
-                 budget=40, seeds=5, loop_trials=200, scaling_trials=40, scaling_reps=5, memory_rows=50_000, startup_reps=10),
+                 budget=40, seeds=5, loop_trials=200, scaling_trials=40, scaling_reps=5, memory_rows=50_000, startup_reps=10,
+                 wide_rows=2930, wide_alphas=25),
     "quick": dict(reps=1, grid_c=[0.1, 10, 1000], grid_gamma=[1e-4, 1e-3, 1e-2],
-                  budget=15, seeds=2, loop_trials=60, scaling_trials=12, scaling_reps=1, memory_rows=20_000, startup_reps=3),
+                  budget=15, seeds=2, loop_trials=60, scaling_trials=12, scaling_reps=1, memory_rows=20_000, startup_reps=3,
+                  wide_rows=2930, wide_alphas=25),
     "tiny": dict(reps=1, grid_c=[1, 10], grid_gamma=[1e-3, 1e-2], budget=3, seeds=1, loop_trials=4,
-                 scaling_trials=2, scaling_reps=1, memory_rows=500, startup_reps=1),
+                 scaling_trials=2, scaling_reps=1, memory_rows=500, startup_reps=1, wide_rows=300, wide_alphas=2),
 }
 
 
@@ -61,10 +63,11 @@ class Timed:
     stdout: str
 
 
-def run_timed(command: list[str], cwd: Path | None = None) -> Timed:
-    """Wall time and peak RSS (of the process itself) of a whole command."""
+def run_timed(command: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> Timed:
+    """Wall time and peak RSS (of the process itself) of a whole command; ``env`` is added to ours."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=None if env is None else {**os.environ, **env})
     stdout, stderr = process.communicate()
     seconds = time.perf_counter() - started
     # communicate() reaped the child already; its rusage is in RUSAGE_CHILDREN, so measure
@@ -172,6 +175,94 @@ def against_gridsearch(profile: dict[str, Any], work: Path) -> list[Row]:
                 note=f"every combination's mean score matches: max difference {mismatch:.1e}",
             ))
     return rows
+
+
+#: One BLAS/OpenMP thread for both sides of the wide-table case. Ridge's fit is BLAS work, and
+#: with the default two threads per pool (NumPy and SciPy each bring an OpenBLAS) the same fit
+#: took 10 ms or 500 ms from one call to the next on the 2-core machine: the whole commands ran
+#: 4x slower and the figures measured thread contention, not the search.
+ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def against_gridsearch_wide(profile: dict[str, Any], work: Path) -> list[Row]:
+    """Ridge's alpha on a wide, mostly-categorical table (bench/housing.py, Ames-like), the
+    search hptune's per-fold preprocessing cache exists for: GridSearchCV over the same
+    Pipeline re-imputes and re-encodes every fold for every alpha."""
+    import numpy as np
+    import pandas as pd
+    from housing import write_housing  # bench/housing.py: this script's folder is on sys.path
+    from sklearn.base import clone
+    from sklearn.model_selection import KFold
+
+    from hptune.estimators import PREPROCESS_STEP, build_pipeline
+    from hptune.validate import load_experiment
+
+    rows_n, seed, folds = profile["wide_rows"], 0, 5
+    csv = write_housing(work / "housing.csv", rows=rows_n, seed=seed)
+    alphas = [float(a) for a in np.logspace(-3, 3, profile["wide_alphas"])]
+    spec = write_spec(work, "wide", f"""
+name: bench-wide
+data: {{path: {csv}, target: SalePrice, test_size: 0}}
+model: {{estimator: sklearn.linear_model.Ridge, preprocessing: auto}}
+search_space:
+  alpha: {{type: float, low: {min(alphas)!r}, high: {max(alphas)!r}, log: true, grid: {alphas!r}}}
+metric: r2
+cv: {{kind: kfold, folds: {folds}, shuffle: true, train_scores: false}}
+strategy: {{kind: grid}}
+seed: {seed}
+""")
+    # What hptune resolves (not timed): the estimator, its fixed parameters (random_state: the
+    # seed) and the folds, which must be the peer's KFold(shuffle, seed) on all the rows.
+    exp = load_experiment(spec)
+    X, y = exp.split.X_train, exp.split.y_train
+    peer_folds = list(KFold(folds, shuffle=True, random_state=seed).split(X, y))
+    if len(X) != rows_n or not all(np.array_equal(a, c) and np.array_equal(b, d)
+                                   for (a, b), (c, d) in zip(exp.folds, peer_folds, strict=True)):
+        raise RuntimeError("hptune's folds are not the peer's KFold folds on all the rows")
+    # What the preprocessed folds take (float64), against hptune's fold cache.
+    template = build_pipeline(exp.estimator_class, exp.fixed_params, "auto", X).named_steps[PREPROCESS_STEP]
+    prepared_bytes, width = 0, 0
+    for train, test in exp.folds:
+        step = clone(template)
+        fitted = step.fit_transform(X.iloc[train], y.iloc[train])
+        prepared_bytes += fitted.nbytes + step.transform(X.iloc[test]).nbytes
+        width = max(width, fitted.shape[1])
+    peer = [*PEERS, "gridsearch-pipeline", "--path", str(csv), "--target", "SalePrice", "--estimator", exp.estimator_path,
+            "--fixed", json.dumps(exp.fixed_params), "--param", "alpha", "--values", *map(repr, alphas),
+            "--metric", "r2", "--folds", str(folds), "--seed", str(seed), "--n-jobs", "1"]
+    ours, theirs, search, peer_fit, trial = [], [], [], [], []
+    mismatch = 0.0
+    for rep in range(profile["reps"]):
+        out = work / f"wide-{rep}"
+        ours.append(run_timed([*HPTUNE, "run", str(spec), "--out", str(out), "--n-jobs", "1", "-q"], env=ONE_THREAD).seconds)
+        timed = run_timed(peer, env=ONE_THREAD)
+        theirs.append(timed.seconds)
+        result = json.loads(timed.stdout)
+        peer_fit.append(result["fit_seconds"])
+        search.append(json.loads((out / "run.json").read_text())["timings_seconds"]["search"])
+        table = pd.read_csv(out / "trials.csv")  # alphas are matched to 1e-12 below
+        trial.append(float(table["duration"].mean()))
+        if len(table) != len(alphas) or len(result["means"]) != len(alphas):
+            raise RuntimeError(f"expected {len(alphas)} alphas, hptune ran {len(table)}, GridSearchCV {len(result['means'])}")
+        for value, mean in zip(result["values"], result["means"], strict=True):
+            ran = table[np.isclose(table["param_alpha"], value, rtol=1e-12, atol=0)]
+            if len(ran) != 1:
+                raise RuntimeError(f"alpha {value!r}: {len(ran)} hptune trials")
+            mismatch = max(mismatch, abs(float(ran["mean_test_r2"].iloc[0]) - mean))
+    if mismatch > 1e-9:
+        raise RuntimeError(f"hptune's mean CV r2 differs from GridSearchCV's by {mismatch:.3g} (> 1e-9)")
+    speedup = median([t / o for o, t in zip(ours, theirs, strict=True)])
+    return [Row(
+        f"Ridge on an Ames-like table ({rows_n:,} rows x {X.shape[1]} columns, {len(alphas)}-point alpha grid, {folds} folds; "
+        f"`preprocessing: auto` makes {width} columns)",
+        "wall time, n_jobs 1 and one BLAS thread (both), whole command; ratio = GridSearchCV / hptune (speed-up)",
+        median(ours), median(theirs), "GridSearchCV", speedup, len(ours), "ratio >= 3", bool(speedup >= 3),
+        f"ratio: median of the repetitions' own ratios; search phase (run.json) {median(search):.2f} s, "
+        f"{median(trial) * 1000:.0f} ms per trial, GridSearchCV's fit (refit included) {median(peer_fit):.2f} s; "
+        f"the {folds} preprocessed folds take {prepared_bytes / 2**20:.1f} MB; "
+        f"every alpha's mean r2 matches: max difference {mismatch:.1e}",
+        {"hptune": ours, "peer": theirs, "hptune search": search, "peer fit": peer_fit},
+    )]
 
 
 # -- 2. search quality at an equal budget --------------------------------------------------
@@ -511,7 +602,7 @@ def write_reports(rows: list[Row], profile_name: str, seconds: float, out_dir: P
     (out_dir / "results.md").write_text("\n".join(lines) + "\n")
 
 
-MEASURES = [against_gridsearch, search_quality, trials_to_grid_best, against_optuna_loop, parallel_scaling, startup, memory]
+MEASURES = [against_gridsearch, against_gridsearch_wide, search_quality, trials_to_grid_best, against_optuna_loop, parallel_scaling, startup, memory]
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ def test_the_benchmark_suite_runs_and_reports_every_measure(tmp_path: Path) -> N
         else:
             assert row["hptune"] is not None and row["repetitions"] >= 1
     assert "multiprocessing pool n_jobs 2" in peers and "pool n_jobs 1" in peers
+    assert any("Ames-like" in row["task"] and row["peer_name"] == "GridSearchCV" for row in report["rows"])
     grid_rows = [r for r in report["rows"] if r["peer_name"] == "GridSearchCV" and "wall time" in r["measure"]]
     for row in grid_rows:  # the same scores as scikit-learn's, to rounding
         assert float(row["note"].rsplit("max difference ", 1)[1]) <= 1e-9

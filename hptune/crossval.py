@@ -102,15 +102,19 @@ class CVContext:
     def fold_inputs(self, index: int) -> tuple[Any, tuple[Any, Any, Any, Any]]:
         """What a trial fits on fold ``index``: (estimator template, (X_train, y_train, X_test, y_test)).
 
-        The search space tunes only the model step, so the preprocessing step fitted on a
-        fold gives the same output in every trial. While that output is small it is computed
+        Without preprocessing, that is the model alone. The search space tunes only the model
+        step, so the preprocessing step fitted on a fold gives the same output in every trial. While that output is small it is computed
         once per fold and trials fit the model step on it (the same numbers, without
         re-imputing and re-encoding per trial); otherwise trials fit the whole pipeline.
         """
         if index in self._preprocessed:
             return self.pipeline.named_steps[MODEL_STEP], self._preprocessed[index]
         data = self.fold_data(index)
-        if PREPROCESS_STEP not in self.pipeline.named_steps or self._preprocessed_too_big:
+        if PREPROCESS_STEP not in self.pipeline.named_steps:
+            # preprocessing: none: the one-step Pipeline would only add its clone, parameter
+            # routing and validation to every fold of every trial; the model gives the same fit.
+            return self.pipeline.named_steps[MODEL_STEP], data
+        if self._preprocessed_too_big:
             return self.pipeline, data
         from sklearn.base import clone
 

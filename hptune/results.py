@@ -107,10 +107,6 @@ def _score_columns(row: dict[str, Any], cv: dict[str, Any] | None, part: str, me
     row[f"std_{part}_{metric}"] = float(np.std(values)) if values else None
 
 
-def write_trials_csv(path: Path, table: Any) -> None:
-    write_atomic(path, table.to_csv(index=False))
-
-
 def best_yaml_text(document: dict[str, Any]) -> str:
     """``document`` as YAML: keys in the given order, numbers exact, no timestamps."""
     import yaml

@@ -30,6 +30,7 @@ from hptune.estimators import (
 )
 from hptune.folds import Folds, check_folds
 from hptune.metrics import DEFAULT_METRIC, check_metric, check_metric_labels, check_positive_class
+from hptune.overrides import Overrides, apply_overrides
 from hptune.shape_errors import raw_path, translate
 from hptune.spec import DEFAULT_N_TRIALS, CategoricalParam, Experiment
 from hptune.yamlio import LoadedYaml, Path_, dotted, load_yaml
@@ -38,18 +39,6 @@ from hptune.yamlio import LoadedYaml, Path_, dotted, load_yaml
 #: be called a likely typo: 'n_estimator' for 'n_estimators' (0.96) is, LightGBM's own
 #: 'verbose' or 'max_bin' are not close to anything listed.
 KWARGS_TYPO_CUTOFF = 0.85
-
-
-@dataclass
-class Overrides:
-    """Command-line settings that take precedence over the file (already type-checked)."""
-
-    n_trials: int | None = None
-    timeout: float | None = None
-    n_jobs: int | None = None
-    seed: int | None = None
-    out: str | None = None
-    storage: str | None = None
 
 
 @dataclass
@@ -150,7 +139,7 @@ class _Checker:
     def run(self, overrides: Overrides) -> ValidatedExperiment | None:
         spec, sec = self.sections()
         if spec is not None:
-            spec = _apply(spec, overrides)
+            spec = apply_overrides(spec, overrides)
             sec = {name: getattr(spec, name) for name in Experiment.model_fields}
         seed = overrides.seed if overrides.seed is not None else sec.get("seed", 0)
 
@@ -396,15 +385,3 @@ def _possible_values(param: Any) -> list[Any] | None:
         return list(param.choices)
     return None
 
-
-def _apply(spec: Experiment, o: Overrides) -> Experiment:
-    strategy = spec.strategy.model_copy(
-        update={k: v for k, v in (("n_trials", o.n_trials), ("timeout", o.timeout), ("n_jobs", o.n_jobs)) if v is not None}
-    )
-    update: dict[str, Any] = {"strategy": strategy}
-    if o.seed is not None:
-        update["seed"] = o.seed
-    output = {k: v for k, v in (("dir", o.out), ("storage", o.storage)) if v is not None}
-    if output:
-        update["output"] = spec.output.model_copy(update=output)
-    return spec.model_copy(update=update)

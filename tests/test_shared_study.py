@@ -45,6 +45,17 @@ def _study(out: Path, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=journal_storage(out / "study.journal"))
 
 
+def _grid_with_point_2_started(write_spec, tmp_path: Path) -> tuple[Path, Path, optuna.Study, optuna.Trial]:
+    """A 3-point grid run to 2 points, then point 2 queued and started by another process
+    (the returned trial, RUNNING, which says nothing yet of the process running it)."""
+    spec, out = write_spec(GRID.replace("n_trials: 2", "n_trials: 3")), tmp_path / "out"
+    assert run_cli("run", spec, "--out", out, "-q", "--n-trials", "2").exit_code == 0
+    study = _study(out, "grid-repair")
+    study.set_user_attr("hptune_grid_queued", 3)
+    study.enqueue_trial({"max_depth": 3, "criterion": "gini"}, user_attrs={"hptune_grid_point": 2})
+    return spec, out, study, study.ask()
+
+
 def test_fresh_and_worker_together_are_refused(write_spec, tmp_path: Path) -> None:
     result = run_cli("run", write_spec(FAILING), "--out", tmp_path / "out", "--worker", "--fresh")
     assert result.exit_code == 2, result
@@ -137,13 +148,8 @@ def test_a_requeued_trial_cut_short_while_sampling_gets_its_whole_grid_point(tmp
 
 
 def test_finalize_says_partial_while_a_trial_still_runs(write_spec, tmp_path: Path) -> None:
-    spec, out = write_spec(GRID.replace("n_trials: 2", "n_trials: 3")), tmp_path / "out"
-    assert run_cli("run", spec, "--out", out, "-q", "--n-trials", "2").exit_code == 0
     # A worker elsewhere has started the last trial of the budget and not finished it.
-    study = _study(out, "grid-repair")
-    study.set_user_attr("hptune_grid_queued", 3)
-    study.enqueue_trial({"max_depth": 3, "criterion": "gini"}, user_attrs={"hptune_grid_point": 2})
-    study.ask()
+    spec, out, _, _ = _grid_with_point_2_started(write_spec, tmp_path)
     result = run_cli("finalize", spec, "--out", out)
     assert result.exit_code == 0, result
     assert "these outputs are partial" in result.stderr
@@ -300,12 +306,7 @@ def test_an_old_host_pid_record_whose_pid_was_taken_again_is_failed_not_waited_f
     import subprocess
     import time
 
-    spec, out = write_spec(GRID.replace("n_trials: 2", "n_trials: 3")), tmp_path / "out"
-    assert run_cli("run", spec, "--out", out, "-q", "--n-trials", "2").exit_code == 0
-    study = _study(out, "grid-repair")
-    study.set_user_attr("hptune_grid_queued", 3)
-    study.enqueue_trial({"max_depth": 3, "criterion": "gini"}, user_attrs={"hptune_grid_point": 2})
-    left = study.ask()  # left RUNNING by a 0.1.0 process, recorded as host:pid
+    spec, out, _, left = _grid_with_point_2_started(write_spec, tmp_path)  # by a 0.1.0 process
     time.sleep(1.5)
     later = subprocess.Popen(["sleep", "60"])  # a process that took that pid afterwards
     try:
@@ -322,15 +323,11 @@ def test_an_old_host_pid_record_whose_pid_was_taken_again_is_failed_not_waited_f
 def test_finalize_says_partial_when_a_dead_process_left_its_trial_running(write_spec, tmp_path: Path) -> None:
     import subprocess
 
-    spec, out = write_spec(GRID.replace("n_trials: 2", "n_trials: 3")), tmp_path / "out"
-    assert run_cli("run", spec, "--out", out, "-q", "--n-trials", "2").exit_code == 0
-    study = _study(out, "grid-repair")
-    study.set_user_attr("hptune_grid_queued", 3)
-    study.enqueue_trial({"max_depth": 3, "criterion": "gini"}, user_attrs={"hptune_grid_point": 2})
+    spec, out, _, started = _grid_with_point_2_started(write_spec, tmp_path)
     gone = subprocess.run(
         [sys.executable, "-c", "from hptune.processes import current; print(current())"], capture_output=True, text=True
     ).stdout.strip()
-    study.ask().set_user_attr("hptune_worker", gone)  # its process has exited
+    started.set_user_attr("hptune_worker", gone)  # its process has exited
     result = run_cli("finalize", spec, "--out", out)
     assert result.exit_code == 0, result
     assert "has not spent its budget of 3 trials (2 complete); these outputs are partial" in result.stderr

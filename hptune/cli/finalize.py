@@ -25,7 +25,8 @@ def finalize(
 ) -> None:
     """Write trials.csv, best.yaml, model.joblib and run.json from an existing (shared) study."""
     with user_errors(interrupted="interrupted; the study is unchanged: run finalize again to write the outputs"):
-        from hptune.validate import Overrides, load_experiment
+        from hptune.overrides import Overrides
+        from hptune.validate import load_experiment
 
         exp = load_experiment(file, tuple(allow_module or ()), Overrides(out=str(out) if out else None, storage=storage))
         collect_garbage_from_now_on()

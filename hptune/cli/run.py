@@ -86,7 +86,8 @@ def run(
         # Other workers may be running this study's trials: moving it aside would pull it from under them.
         raise typer.BadParameter("cannot be combined with --worker (start the study over with `run --fresh` first)", param_hint="--fresh")
     with user_errors(), _sigterm_as_interrupt():
-        from hptune.validate import Overrides, load_experiment
+        from hptune.overrides import Overrides
+        from hptune.validate import load_experiment
 
         overrides = Overrides(n_trials, timeout_seconds, n_jobs, seed, str(out) if out else None, storage)
         exp = load_experiment(file, tuple(allow_module or ()), overrides)

@@ -1,0 +1,34 @@
+"""Settings given on the command line, which take precedence over the experiment file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hptune.spec import Experiment
+
+
+@dataclass
+class Overrides:
+    """Command-line settings that take precedence over the file (already type-checked)."""
+
+    n_trials: int | None = None
+    timeout: float | None = None
+    n_jobs: int | None = None
+    seed: int | None = None
+    out: str | None = None
+    storage: str | None = None
+
+
+def apply_overrides(spec: Experiment, o: Overrides) -> Experiment:
+    """``spec`` with the settings ``o`` gives in place of the file's."""
+    strategy = spec.strategy.model_copy(
+        update={k: v for k, v in (("n_trials", o.n_trials), ("timeout", o.timeout), ("n_jobs", o.n_jobs)) if v is not None}
+    )
+    update: dict[str, Any] = {"strategy": strategy}
+    if o.seed is not None:
+        update["seed"] = o.seed
+    output = {k: v for k, v in (("dir", o.out), ("storage", o.storage)) if v is not None}
+    if output:
+        update["output"] = spec.output.model_copy(update=output)
+    return spec.model_copy(update=update)

@@ -156,7 +156,7 @@ class Search:
         finish theirs, refit the best trial so far on the core it freed. If that trial is still
         the best at the end, the refit is done already (the usual case); if not, it is redone."""
         handle = self.handle
-        if not self.rules.budget.spent(handle.study):
+        if not self.rules.spent(handle.study):
             return
         best = handle.goal.best_trial(handle.trials())
         if best is None:
@@ -196,7 +196,7 @@ def optimize_here(
     """Run trials in this process until a stop rule holds."""
     from hptune.objective import Objective
 
-    if rules.budget.spent(study) or rules.timed_out():
+    if rules.spent(study) or rules.timed_out():
         return
     limits: Any = nullcontext()
     if threads is not None:
@@ -208,7 +208,7 @@ def optimize_here(
         if rules.check(study) is not None:
             study.stop()
 
-    objective = Objective(setup.ctx, exp.spec.search_space, goal, grid=exp.grid is not None, budget=rules.budget)
+    objective = Objective(setup.ctx, exp.spec.search_space, goal, grid=exp.grid is not None, rules=rules)
     with limits, _interrupts_as_keyboard_interrupt():
         study.optimize(
             objective,
@@ -298,17 +298,16 @@ class _ProgressReporter:
     def send(self, started: bool = True, waiting_for: list[str] | None = None) -> None:
         if self.sink is None:
             return
-        handle = self.handle
-        trials = handle.trials()
-        done = len(finished(trials))
-        state = (done, handle.goal.best_score(trials))
+        ledger = self.rules.ledger(self.handle.study)
+        done = ledger.finished
+        state = (done, None if ledger.best is None else float(ledger.best.value))
         if started and waiting_for is None and state == self.last:
             return
         self.last = state
         self.sink(
             Progress(
                 done=done,
-                total=max(done, self.rules.budget.target(handle.study, trials)),
+                total=max(done, self.rules.budget.target(ledger)),
                 best_score=state[1],
                 started=started,
                 resumed_from=self.resumed_from,

@@ -12,7 +12,7 @@ from hptune.crossval import CVContext, CVResult, cross_validate_folds
 from hptune.errors import HptuneError
 from hptune.ranking import Goal
 from hptune.space import Space, suggest
-from hptune.stopping import Admission, Budget
+from hptune.stopping import Admission, StopRules
 from hptune.trials import (
     ATTR_CV,
     ATTR_ERROR,
@@ -41,14 +41,14 @@ class Objective:
         space: Space,
         goal: Goal,
         grid: bool,
-        budget: Budget | None = None,
+        rules: StopRules | None = None,
         report_folds: bool = False,
     ) -> None:
         self.ctx = ctx
         self.space = space
         self.goal = goal
         self.grid = grid
-        self.budget = budget
+        self.rules = rules  # admits each trial against the study's budget
         # Each report is a write to the study (an fsync'd line in a journal file): made only
         # when a pruner will read them.
         self.report_folds = report_folds
@@ -59,9 +59,9 @@ class Objective:
     def __call__(self, trial: Any) -> float:
         # Asked per trial, not at import: forked workers import this module in their parent.
         trial.set_user_attr(ATTR_WORKER, processes.current())
-        if self.budget is not None:
+        if self.rules is not None:
             try:
-                admission = self.budget.admit(trial)
+                admission = self.rules.admit(trial)
             except Exception as exc:
                 # Not this trial's fault, and the next trial would fail the same way: the trial
                 # never ran (skipped, holding no budget) and the search stops with the error.

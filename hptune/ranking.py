@@ -23,6 +23,10 @@ class Goal:
 
     metric: str
 
+    @classmethod
+    def for_experiment(cls, exp: Any) -> Goal:
+        return cls(exp.metric)
+
     @property
     def directions(self) -> list[str]:
         """What Optuna's study is created with."""
@@ -42,7 +46,11 @@ class Goal:
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         if not complete:
             return None
-        return max(complete, key=lambda t: (t.value, -t.number))
+        return max(complete, key=self.rank_key)
+
+    def rank_key(self, trial: Any) -> tuple[float, int]:
+        """Orders complete trials: the highest key is the best (the earliest wins a tie)."""
+        return (trial.value, -trial.number)
 
     def best_score(self, trials: list[Any]) -> float | None:
         best = self.best_trial(trials)

@@ -225,8 +225,8 @@ def _status(stop: Stop | None, summary: outputs.Summary, handle: StudyHandle, ru
     # A dead process's trial (failed when the study is next opened) did not spend its share.
     gone = {t.number for t in running} - {t.number for t in live}
     counted = [t for t in trials if t.number not in gone]
-    if not rules.budget.spent(handle.study, counted):
-        target = rules.budget.target(handle.study, trials)
+    target = rules.budget.target(rules.ledger(handle.study))
+    if rules.ledger(handle.study, counted).started() < target:
         return "partial", f"the study has not spent its budget of {target} trials ({summary.counts['complete']} complete)"
     return "complete", None
 

@@ -13,15 +13,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from hptune.trials import (
-    ATTR_GRID_POINT,
-    ATTR_RETRY_OF,
-    ATTR_RETRY_REASON,
-    STUDY_EXTRA_BUDGET,
-    finished,
-    holds_budget,
-    work_key,
-)
+from hptune.ledger import Ledger
+from hptune.ranking import Goal
+from hptune.trials import ATTR_GRID_POINT, ATTR_RETRY_OF, STUDY_EXTRA_BUDGET
 
 #: Failure-rate limits are checked only once this many trials have finished.
 MIN_TRIALS_FOR_FAILURE_RATE = 5
@@ -68,81 +62,93 @@ class Budget:
 
     In a grid, a trial that is neither a grid point nor a retry is a worker finding the queue
     empty: it never runs, and it holds no budget even for the moment before it is skipped.
+
+    The counts come from a ``Ledger`` of the study's trials (see ``hptune.ledger``).
     """
 
     n_trials: int
     grid: bool
-
-    def target(self, study: Any, trials: list[Any] | None = None) -> int:
-        """n_trials, plus one for each failed trial --retry-failed queued again.
-
-        The retries are counted from the trials themselves, so machines that queue them at
-        the same moment cannot lose an update; studies of 0.1.0 kept the count as a study
-        attribute instead, and the larger of the two is theirs.
-        """
-        trials = study.get_trials(deepcopy=False) if trials is None else trials
-        retries = len({t.user_attrs.get(ATTR_RETRY_OF) for t in trials if t.user_attrs.get(ATTR_RETRY_REASON) == "failed"})
-        return self.n_trials + max(retries, int(study.user_attrs.get(STUDY_EXTRA_BUDGET, 0)))
+    #: Trials --retry-failed added to the budget in hptune 0.1.0, which kept the count as a
+    #: study attribute (read once: only 0.1.0 wrote it).
+    extra_0_1_0: int = 0
 
     def is_work(self, attrs: dict[str, Any]) -> bool:
         """Whether a trial with these attributes is work the budget pays for."""
         return not self.grid or ATTR_GRID_POINT in attrs or ATTR_RETRY_OF in attrs
 
-    def counts(self, trial: Any) -> bool:
-        """Whether a recorded trial holds a share of the budget (queued, running or finished)."""
-        return holds_budget(trial) and self.is_work(trial.user_attrs)
+    def target(self, ledger: Ledger) -> int:
+        """n_trials, plus one for each failed trial --retry-failed queued again.
 
-    def admit(self, trial: Any) -> Admission:
-        """Whether ``trial`` (an Optuna Trial that has just started) may run."""
-        from optuna.trial import TrialState
+        The retries are counted from the trials themselves, so machines that queue them at
+        the same moment cannot lose an update.
+        """
+        return self.n_trials + max(len(ledger.retried_failures), self.extra_0_1_0)
 
+    def admit(self, trial: Any, ledger: Ledger) -> Admission:
+        """Whether ``trial`` (an Optuna Trial that has just started) may run; ``ledger`` is
+        up to date with the study, this trial included."""
         if not self.is_work(trial.user_attrs):
             return Admission.SPENT  # the grid queue is empty: a sampled point would be a duplicate
-        study = trial.study
-        trials = study.get_trials(deepcopy=False)
-        by_number = {t.number: t for t in trials}
-        key = work_key(trial, by_number)
-        for other in trials:
-            if other.number == trial.number or other.state == TrialState.WAITING or not self.counts(other):
-                continue
-            # Of two that start together, the earlier trial runs.
-            if work_key(other, by_number) == key and (other.state.is_finished() or other.number < trial.number):
-                return Admission.DUPLICATE
-        ahead = {work_key(t, by_number) for t in trials if t.number < trial.number and self.counts(t)}
-        ahead.discard(key)
-        return Admission.RUN if len(ahead) < self.target(study, trials) else Admission.SPENT
+        key = ledger.open[trial.number].key
+        if ledger.done_elsewhere(trial.number, key):
+            return Admission.DUPLICATE
+        return Admission.RUN if ledger.work_ahead(trial.number, key) < self.target(ledger) else Admission.SPENT
 
-    def started(self, trials: list[Any]) -> int:
-        """Distinct pieces of work that started (running or finished) and hold budget."""
-        from optuna.trial import TrialState
-
-        by_number = {t.number: t for t in trials}
-        return len({work_key(t, by_number) for t in trials if t.state != TrialState.WAITING and self.counts(t)})
-
-    def spent(self, study: Any, trials: list[Any] | None = None) -> bool:
-        trials = study.get_trials(deepcopy=False) if trials is None else trials
-        return self.started(trials) >= self.target(study, trials)
+    def spent(self, ledger: Ledger) -> bool:
+        return ledger.started() >= self.target(ledger)
 
 
 class StopRules:
-    """Every reason to stop, checked in one place, in order of what the user must hear first."""
+    """Every reason to stop, checked in one place, in order of what the user must hear first.
 
-    def __init__(self, budget: Budget, strategy: Any, deadline: float | None = None) -> None:
+    The rules read the study through a ledger per study and process, brought up to date at
+    each check from the trials that are new or unfinished (see ``hptune.ledger``).
+    """
+
+    def __init__(self, budget: Budget, strategy: Any, goal: Goal, deadline: float | None = None) -> None:
         self.budget = budget
         self.strategy = strategy
+        self.goal = goal
         self.deadline = deadline  # time.monotonic() value, or None
+        self._ledgers: dict[tuple[int, int], Ledger] = {}
+        self._read_0_1_0 = False
 
     @classmethod
     def for_experiment(cls, exp: Any, timeout: float | None = None) -> StopRules:
         deadline = None if timeout is None else time.monotonic() + timeout
-        return cls(Budget(exp.n_trials, grid=exp.grid is not None), exp.spec.strategy, deadline)
+        return cls(Budget(exp.n_trials, grid=exp.grid is not None), exp.spec.strategy, Goal.for_experiment(exp), deadline)
 
-    def check(self, study: Any) -> Stop | None:
-        trials = study.get_trials(deepcopy=False)
-        failures = self.failure_limit(trials)
+    def ledger(self, study: Any, trials: list[Any] | None = None) -> Ledger:
+        """The study's ledger, up to date. With ``trials`` (a selection, such as the trials
+        whose process lives), a ledger of those alone, kept nowhere."""
+        if trials is not None:
+            return self._new_ledger(study).update(trials)
+        # A worker process opens the study through a storage of its own: a ledger of its own.
+        where = (id(study._storage), study._study_id)
+        ledger = self._ledgers.get(where)
+        if ledger is None:
+            ledger = self._ledgers[where] = self._new_ledger(study)
+        return ledger.update(study.get_trials(deepcopy=False))
+
+    def _new_ledger(self, study: Any) -> Ledger:
+        if not self._read_0_1_0:
+            self.budget.extra_0_1_0 = int(study.user_attrs.get(STUDY_EXTRA_BUDGET, 0))
+            self._read_0_1_0 = True
+        return Ledger(self.budget.is_work, self.goal.rank_key)
+
+    def admit(self, trial: Any) -> Admission:
+        """Whether ``trial``, which has just started, may run (see ``Budget``)."""
+        return self.budget.admit(trial, self.ledger(trial.study))
+
+    def spent(self, study: Any) -> bool:
+        return self.budget.spent(self.ledger(study))
+
+    def check(self, study: Any, ledger: Ledger | None = None) -> Stop | None:
+        ledger = ledger or self.ledger(study)
+        failures = self.failure_limit(ledger)
         if failures is not None:
             return Stop(StopReason.FAILURES, failures)
-        if self.budget.spent(study, trials):
+        if self.budget.spent(ledger):
             return Stop(StopReason.BUDGET)
         if self.timed_out():
             return Stop(StopReason.TIMEOUT)
@@ -154,18 +160,13 @@ class StopRules:
     def timed_out(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
-    def failure_limit(self, trials: list[Any]) -> str | None:
+    def failure_limit(self, ledger: Ledger) -> str | None:
         """Which failure limit the study is over, with the counts; None when within them."""
-        from optuna.trial import TrialState
-
         strategy = self.strategy
-        if strategy.max_failures is None and strategy.max_failure_rate is None:
-            return None
-        ended = finished(trials)
-        failed = sum(t.state == TrialState.FAIL for t in ended)
+        failed, ended = ledger.failed, ledger.finished
         if strategy.max_failures is not None and failed > strategy.max_failures:
             return f"{failed} trials failed, more than strategy.max_failures ({strategy.max_failures})"
         rate = strategy.max_failure_rate
-        if rate is not None and len(ended) >= MIN_TRIALS_FOR_FAILURE_RATE and failed / len(ended) > rate:
-            return f"{failed} of {len(ended)} trials failed, more than strategy.max_failure_rate ({rate:g})"
+        if rate is not None and ended >= MIN_TRIALS_FOR_FAILURE_RATE and failed / ended > rate:
+            return f"{failed} of {ended} trials failed, more than strategy.max_failure_rate ({rate:g})"
         return None

@@ -115,7 +115,7 @@ def open_study(
     # finalize (create=False) samples nothing, and must not write to the study.
     claim = shared and create and machine_index is None
     machine = machine_index if machine_index is not None else (_claim_machine(storage, spec.name, names) if claim else 0)
-    goal = Goal(exp.metric)
+    goal = Goal.for_experiment(exp)
     study = optuna.create_study(
         study_name=spec.name,
         storage=storage,

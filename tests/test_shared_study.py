@@ -341,7 +341,7 @@ def test_an_error_checking_the_budget_stops_the_run_at_once(
     def unreachable(self, trial):
         raise StorageError("cannot reach the study storage")
 
-    monkeypatch.setattr("hptune.stopping.Budget.admit", unreachable)
+    monkeypatch.setattr("hptune.stopping.StopRules.admit", unreachable)
     out = tmp_path / "out"
     result = run_cli("run", write_spec(GRID), "--out", out)
     assert result.exit_code == 2, result

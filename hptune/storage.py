@@ -41,9 +41,10 @@ def mask_url(url: str) -> str:
 
 def journal_storage(path: Path) -> Any:
     from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
 
-    return JournalStorage(JournalFileBackend(str(path)))
+    from hptune.journal import JournalFileSyncedAtTrialEnds
+
+    return JournalStorage(JournalFileSyncedAtTrialEnds(str(path)))
 
 
 def database_storage(url: str, on_stale_trial: Callable[[Any, Any], None] | None = None) -> Any:

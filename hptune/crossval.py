@@ -176,9 +176,10 @@ def fit_pipeline(ctx: CVContext, params: dict[str, Any], X: Any, y: Any, threads
 
 
 def cross_validate_folds(
-    ctx: CVContext, params: dict[str, Any], after_fold: Callable[[int, CVResult], None] | None = None
+    ctx: CVContext, params: dict[str, Any], after_fold: Callable[[int, CVResult], bool] | None = None
 ) -> CVResult:
-    """Fit and score ``params`` on every fold, calling ``after_fold`` after each one."""
+    """Fit and score ``params`` on every fold, calling ``after_fold`` after each one; when it
+    returns True, stop there (the result holds the folds done so far)."""
     from sklearn.base import clone
 
     result = CVResult({m: [] for m in ctx.metrics}, {m: [] for m in ctx.metrics}, [], [])
@@ -196,8 +197,8 @@ def cross_validate_folds(
         if ctx.train_scores:
             for metric, value in ctx.scorer(estimator, X_train, y_train).items():
                 result.train[metric].append(float(value))
-        if after_fold is not None:
-            after_fold(index, result)
+        if after_fold is not None and after_fold(index, result):
+            break
     return result
 
 

@@ -23,7 +23,7 @@ from hptune.crossval import Setup
 from hptune.objective import caused_by_interrupt
 from hptune.ranking import Goal
 from hptune.refit import Refit, refit_trial
-from hptune.samplers import make_sampler
+from hptune.samplers import make_sampler, pruner_name
 from hptune.stopping import StopRules
 from hptune.study import StudyHandle, available_cores, load_for_worker
 from hptune.trials import ATTR_WORKER, finished, is_skipped
@@ -196,7 +196,7 @@ def optimize_here(
     """Run trials in this process until a stop rule holds."""
     from hptune.objective import Objective
 
-    if rules.spent(study) or rules.timed_out():
+    if rules.nothing_to_run(study):
         return
     limits: Any = nullcontext()
     if threads is not None:
@@ -208,7 +208,10 @@ def optimize_here(
         if rules.check(study) is not None:
             study.stop()
 
-    objective = Objective(setup.ctx, exp.spec.search_space, goal, grid=exp.grid is not None, rules=rules)
+    objective = Objective(
+        setup.ctx, exp.spec.search_space, goal, grid=exp.grid is not None, rules=rules,
+        report_folds=pruner_name(exp.spec.strategy) != "none",
+    )
     with limits, _interrupts_as_keyboard_interrupt():
         study.optimize(
             objective,

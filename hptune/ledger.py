@@ -52,15 +52,21 @@ def _numbered_in_order(trials: list[Any]) -> bool:
 class Ledger:
     """The running totals of one study's trials, brought up to date by ``update``."""
 
-    def __init__(self, is_work: Callable[[dict[str, Any]], bool], rank_key: Callable[[Any], Any]) -> None:
+    def __init__(
+        self, is_work: Callable[[dict[str, Any]], bool], rank_key: Callable[[Any], Any], min_delta: float = 0.0
+    ) -> None:
         self._is_work = is_work  # stopping.Budget.is_work
         self._rank_key = rank_key  # ranking.Goal.rank_key: the highest is the best
+        self._min_delta = min_delta  # what beating the best must beat it by, to count as progress
         self.seen = 0  # trials 0 .. seen-1 have been looked at
         self.open: dict[int, OpenTrial] = {}
         #: Trials that ran to an end and hold budget (``trials.finished``), and the failed ones.
         self.finished = 0
         self.failed = 0
         self.best: Any | None = None  # the best complete trial
+        #: Finished trials since the best last improved by more than min_delta (the first
+        #: complete trial is an improvement), in the order this ledger saw them finish.
+        self.since_improvement = 0
         #: Failed trials that --retry-failed queued again (each adds one to the budget).
         self.retried_failures: set[Any] = set()
         # Work key -> the lowest number of a finished trial holding budget with it, and those
@@ -100,9 +106,13 @@ class Ledger:
         return holds_budget(trial) and self._is_work(trial.user_attrs)
 
     def _finish(self, trial: Any, by_number: Any) -> None:
+        improves = trial.state.name == "COMPLETE" and (
+            self.best is None or trial.value > self.best.value + self._min_delta
+        )
         if holds_budget(trial):
             self.finished += 1
             self.failed += trial.state.name == "FAIL"
+            self.since_improvement = 0 if improves else self.since_improvement + 1
         if self.counts(trial):
             key, number = work_key(trial, by_number), trial.number
             first = self._first_finished.get(key)

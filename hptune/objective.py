@@ -49,8 +49,7 @@ class Objective:
         self.goal = goal
         self.grid = grid
         self.rules = rules  # admits each trial against the study's budget
-        # Each report is a write to the study (an fsync'd line in a journal file): made only
-        # when a pruner will read them.
+        # Each report is a write to the study: made only when a pruner will read them.
         self.report_folds = report_folds
         #: An error no trial can get past (the budget could not be checked): raised by the
         #: caller once Optuna's loop, which catches every trial's exception, has stopped.
@@ -75,18 +74,24 @@ class Objective:
                 if admission is Admission.SPENT:
                     trial.study.stop()  # this worker's work is done
                 raise TrialSkipped(f"skipped: {admission.value}")
-        main = self.ctx.metrics[0]
+        main, folds = self.ctx.metrics[0], len(self.ctx.folds)
 
-        def report(index: int, partial: CVResult) -> None:
-            # Intermediate values make fold-level pruning a matter of choosing a pruner.
-            trial.report(partial.mean_test(main), index)
+        def report_and_ask(index: int, partial: CVResult) -> bool:
+            """Report the running mean (greater is better, as the study maximises) at step
+            "folds done", and whether the pruner stops the trial there. Never on the last fold:
+            a finished result is never thrown away."""
+            done = index + 1
+            trial.report(partial.mean_test(main), done)
+            return done < folds and trial.should_prune()
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 params = suggest(trial, self.space, grid=self.grid)
-                result = cross_validate_folds(self.ctx, params, report if self.report_folds else None)
-                value = self.goal.trial_value({metric: result.mean_test(metric) for metric in self.ctx.metrics})
+                result = cross_validate_folds(self.ctx, params, report_and_ask if self.report_folds else None)
+                pruned = len(result.fit_time) < folds
+                if not pruned:
+                    value = self.goal.trial_value({metric: result.mean_test(metric) for metric in self.ctx.metrics})
             except KeyboardInterrupt:
                 _record_interruption(trial)
                 raise
@@ -102,7 +107,11 @@ class Objective:
                 raise
             finally:
                 _record_warnings(trial, caught)
-        trial.set_user_attr(ATTR_CV, result.to_attr())
+        trial.set_user_attr(ATTR_CV, result.to_attr())  # a pruned trial's folds done, too
+        if pruned:
+            import optuna
+
+            raise optuna.TrialPruned(f"pruned after {len(result.fit_time)} of {folds} folds")
         return value
 
 

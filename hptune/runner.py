@@ -24,6 +24,7 @@ from hptune.errors import RunFailedError, RunInterruptedError, UsageError
 from hptune.execution import Progress, Search
 from hptune.fingerprint import digest, fingerprint_parts
 from hptune.refit import Refit, refit_trial
+from hptune.samplers import pruner_name
 from hptune.stopping import Stop, StopReason, StopRules
 from hptune.study import StudyHandle, open_study
 from hptune.trials import count_states
@@ -68,6 +69,8 @@ class RunResult:
     moved_aside: str | None = None
     model_trial: int | None = None  # the trial model.joblib holds (an earlier best after Ctrl-C)
     partial_reason: str | None = None  # why status is "partial": budget not spent, trials running
+    stop_detail: str = ""  # what made the search stop, with the figures
+    pruner: str = "none"
 
 
 # -- entry points ------------------------------------------------------------------------
@@ -220,8 +223,8 @@ def _status(stop: Stop | None, summary: outputs.Summary, handle: StudyHandle, ru
     live = [t for t in running if _may_still_run(t, handle)]
     if live:
         return "partial", f"{len(live)} trial(s) of the study are still running (one may yet be the best)"
-    if stop is not None and stop.reason is StopReason.TIMEOUT:
-        return "complete", None
+    if stop is not None and stop.reason in (StopReason.TIMEOUT, StopReason.TARGET, StopReason.PATIENCE):
+        return "complete", None  # a rule the user set ended the search before the budget
     # A dead process's trial (failed when the study is next opened) did not spend its share.
     gone = {t.number for t in running} - {t.number for t in live}
     counted = [t for t in trials if t.number not in gone]
@@ -303,6 +306,8 @@ def _write(
         output_dir=exp.output_dir,
         status=status,
         stop_reason=None if stop is None else stop.reason.value,
+        stop_detail="" if stop is None else stop.detail,
+        pruner=pruner_name(exp.spec.strategy),
         metric=goal.metric,
         best_trial=None if best is None else best.number,
         best_params=summary.best_params,
@@ -327,6 +332,7 @@ def _metadata(
     return {
         "status": status,
         "stop_reason": None if stop is None else stop.reason.value,
+        "stop_detail": None if stop is None else stop.detail,
         "hptune": __version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -354,6 +360,7 @@ def _metadata(
             "name": spec.name,
             "storage": handle.where,  # a database URL with its password masked
             "sampler": spec.strategy.kind,
+            "pruner": pruner_name(spec.strategy),
             "workers": handle.workers,
         },
         "command": [_mask_argument(a) for a in sys.argv],

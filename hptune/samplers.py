@@ -34,9 +34,28 @@ def make_sampler(kind: str, seed: int, parallel: bool = False) -> Any:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def make_pruner(strategy: Any) -> Any:
-    """No pruning yet: every trial runs every fold (Optuna's default would be MedianPruner,
-    idle only because nothing reports intermediate values; say so instead)."""
+#: Trials that run every fold before a pruner compares against them.
+PRUNER_STARTUP_TRIALS = 5
+
+
+def pruner_name(strategy: Any) -> str:
+    """The pruner a strategy uses: the one it names, else median (none for a grid, which must
+    score every point as GridSearchCV does)."""
+    return strategy.pruner or ("none" if strategy.kind == "grid" else "median")
+
+
+def make_pruner(strategy: Any, folds: int | None) -> Any:
+    """Optuna's pruner for ``strategy``. A trial reports the running mean of its main metric
+    after each fold, at step 1, 2, ... ``folds`` (the folds done: the pruners' resource)."""
     import optuna
 
+    name = pruner_name(strategy)
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=0)
+    if name == "percentile":
+        return optuna.pruners.PercentilePruner(strategy.pruner_percentile, n_startup_trials=PRUNER_STARTUP_TRIALS)
+    if name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto" if folds is None else folds)
     return optuna.pruners.NopPruner()

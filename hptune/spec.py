@@ -14,6 +14,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -182,6 +183,20 @@ class StrategySpec(_Section):
     #: Memory for the folds kept between trials (raw slices, preprocessed folds), in MB for all
     #: worker processes together; default: a quarter of the memory available when the run starts.
     cache_mb: int | None = Field(None, ge=0)
+    #: Stop a trial after a fold when its running mean is poor (Optuna's pruners). Default:
+    #: median, but none for grid (a grid must score every point as GridSearchCV does).
+    pruner: Literal["none", "median", "percentile", "successive_halving", "hyperband"] | None = None
+    #: For ``pruner: percentile``: prune below this percentile of the other trials (0-100).
+    pruner_percentile: float = Field(25.0, gt=0.0, lt=100.0)
+
+    @field_validator("pruner_percentile")
+    @classmethod
+    def _percentile_needs_its_pruner(cls, value: float, info: ValidationInfo) -> float:
+        pruner = info.data.get("pruner")
+        if pruner != "percentile":
+            found = f", found pruner: {pruner}" if pruner else ""
+            raise ValueError(f"is read only with pruner: percentile{found}")
+        return value
 
     @field_validator("n_jobs")
     @classmethod
@@ -210,6 +225,16 @@ class OutputSpec(_Section):
         return value
 
 
+class StopSpec(_Section):
+    """Stop before the budget is spent: at a target score, or when the search stalls."""
+
+    #: Stop once the best CV score reaches this (in the metric's own terms, as the summary shows it).
+    target: float | None = None
+    #: Stop after this many finished trials in a row that did not improve the best by more than min_delta.
+    patience: int | None = Field(None, ge=1)
+    min_delta: float = Field(0.0, ge=0.0)
+
+
 class Experiment(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     seed: int = Field(0, ge=0, lt=2**32)
@@ -221,4 +246,5 @@ class Experiment(_Section):
     extra_metrics: list[str] = []
     cv: CVSpec = CVSpec()
     strategy: StrategySpec = StrategySpec()
+    stop: StopSpec = StopSpec()
     output: OutputSpec = OutputSpec()

@@ -26,6 +26,8 @@ class StopReason(str, Enum):
 
     BUDGET = "budget"  # n_trials trials ran to an end
     TIMEOUT = "timeout"  # strategy.timeout / --timeout passed
+    TARGET = "target"  # the best score reached stop.target
+    PATIENCE = "patience"  # stop.patience finished trials in a row did not improve the best
     FAILURES = "failures"  # strategy.max_failures or max_failure_rate was exceeded
     INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM
 
@@ -38,7 +40,7 @@ class StopReason(str, Enum):
 @dataclass(frozen=True)
 class Stop:
     reason: StopReason
-    detail: str = ""  # for failures: which limit, with the counts
+    detail: str = ""  # what held, with the figures: "best 0.9833 >= target 0.98"
 
 
 class Admission(Enum):
@@ -105,10 +107,13 @@ class StopRules:
     each check from the trials that are new or unfinished (see ``hptune.ledger``).
     """
 
-    def __init__(self, budget: Budget, strategy: Any, goal: Goal, deadline: float | None = None) -> None:
+    def __init__(
+        self, budget: Budget, strategy: Any, goal: Goal, deadline: float | None = None, stop: Any = None
+    ) -> None:
         self.budget = budget
         self.strategy = strategy
         self.goal = goal
+        self.stop = stop  # spec.StopSpec: target and patience (None: neither)
         self.deadline = deadline  # time.monotonic() value, or None
         self._ledgers: dict[tuple[int, int], Ledger] = {}
         self._read_0_1_0 = False
@@ -116,7 +121,8 @@ class StopRules:
     @classmethod
     def for_experiment(cls, exp: Any, timeout: float | None = None) -> StopRules:
         deadline = None if timeout is None else time.monotonic() + timeout
-        return cls(Budget(exp.n_trials, grid=exp.grid is not None), exp.spec.strategy, Goal.for_experiment(exp), deadline)
+        budget = Budget(exp.n_trials, grid=exp.grid is not None)
+        return cls(budget, exp.spec.strategy, Goal.for_experiment(exp), deadline, exp.spec.stop)
 
     def ledger(self, study: Any, trials: list[Any] | None = None) -> Ledger:
         """The study's ledger, up to date. With ``trials`` (a selection, such as the trials
@@ -134,7 +140,7 @@ class StopRules:
         if not self._read_0_1_0:
             self.budget.extra_0_1_0 = int(study.user_attrs.get(STUDY_EXTRA_BUDGET, 0))
             self._read_0_1_0 = True
-        return Ledger(self.budget.is_work, self.goal.rank_key)
+        return Ledger(self.budget.is_work, self.goal.rank_key, self.stop.min_delta if self.stop else 0.0)
 
     def admit(self, trial: Any) -> Admission:
         """Whether ``trial``, which has just started, may run (see ``Budget``)."""
@@ -143,15 +149,41 @@ class StopRules:
     def spent(self, study: Any) -> bool:
         return self.budget.spent(self.ledger(study))
 
+    def nothing_to_run(self, study: Any) -> bool:
+        """The budget is spent, the time is up, or a stop rule holds: no trial may start.
+        (Failure limits are checked as trials end: a run started over the limit runs one.)"""
+        ledger = self.ledger(study)
+        return self.budget.spent(ledger) or self.timed_out() or self.stopped_early(ledger) is not None
+
     def check(self, study: Any, ledger: Ledger | None = None) -> Stop | None:
         ledger = ledger or self.ledger(study)
         failures = self.failure_limit(ledger)
         if failures is not None:
             return Stop(StopReason.FAILURES, failures)
+        early = self.stopped_early(ledger)
+        if early is not None:
+            return early
         if self.budget.spent(ledger):
-            return Stop(StopReason.BUDGET)
+            return Stop(StopReason.BUDGET, f"{ledger.finished} trials ran to an end")
         if self.timed_out():
-            return Stop(StopReason.TIMEOUT)
+            return Stop(StopReason.TIMEOUT, f"{ledger.finished} trials ran to an end in the time allowed")
+        return None
+
+    def stopped_early(self, ledger: Ledger) -> Stop | None:
+        """The stop rules that end a search that goes well (target) or stalls (patience)."""
+        stop = self.stop
+        if stop is None:
+            return None
+        best = ledger.best
+        if stop.target is not None and best is not None and best.value >= stop.target:
+            return Stop(StopReason.TARGET, f"trial {best.number}'s {best.value:.6g} reached stop.target {stop.target:g}")
+        if stop.patience is not None and ledger.since_improvement >= stop.patience:
+            by = f" by more than {stop.min_delta:g}" if stop.min_delta else ""
+            return Stop(
+                StopReason.PATIENCE,
+                f"{ledger.since_improvement} finished trials in a row did not improve the best{by}; "
+                f"stop.patience is {stop.patience}",
+            )
         return None
 
     def seconds_left(self) -> float | None:

@@ -120,7 +120,7 @@ def open_study(
         study_name=spec.name,
         storage=storage,
         sampler=make_sampler(spec.strategy.kind, sampler_seed(spec.seed, machine), parallel=workers > 1 or shared),
-        pruner=make_pruner(spec.strategy),
+        pruner=make_pruner(spec.strategy, None if exp.folds is None else len(exp.folds)),
         directions=goal.directions,
         load_if_exists=True,
     )
@@ -181,7 +181,7 @@ def load_for_worker(exp: ValidatedExperiment, seed: int) -> Any:
         study_name=exp.spec.name,
         storage=open_storage(exp),
         sampler=make_sampler(exp.spec.strategy.kind, seed, parallel=True),
-        pruner=make_pruner(exp.spec.strategy),
+        pruner=make_pruner(exp.spec.strategy, None if exp.folds is None else len(exp.folds)),
     )
 
 

@@ -21,7 +21,7 @@ search_space:
   C: {type: float, low: 0.01, high: 100, log: true}
   fit_intercept: [true, false]
 cv: {folds: 3}
-strategy: {kind: bayesian, n_trials: 8}
+strategy: {kind: bayesian, n_trials: 8, pruner: none}
 """
 
 

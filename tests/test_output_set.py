@@ -25,7 +25,7 @@ search_space:
   max_depth: {type: int, low: 1, high: 6}
   min_samples_leaf: {type: int, low: 1, high: 20}
 cv: {folds: 3}
-strategy: {kind: random, n_trials: 2}
+strategy: {kind: random, n_trials: 2, pruner: none}
 """
 
 OUTPUTS = ("trials.csv", "best.yaml", "model.joblib", "run.json", "study.journal")

@@ -36,7 +36,7 @@ search_space:
   C: {type: float, low: 0.1, high: 100, log: true}
   gamma: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
 cv: {folds: 3}
-strategy: {kind: random, n_trials: 12}
+strategy: {kind: random, n_trials: 12, pruner: none}
 """
 
 C_GRID, GAMMA_GRID = [0.1, 1.0, 10.0, 100.0], [0.0001, 0.001, 0.01]

@@ -24,7 +24,7 @@ search_space:
   gamma: {type: float, low: 1.0e-3, high: 1.0, log: true, when: {kernel: rbf}}
 extra_metrics: [f1_macro]
 cv: {folds: 3}
-strategy: {kind: random, n_trials: 6}
+strategy: {kind: random, n_trials: 6, pruner: none}  # every trial complete: what this file checks
 """
 
 

@@ -32,6 +32,7 @@ from hptune.trials import (
     requeue,
     requeue_dead,
 )
+from hptune.warmstart import queue_start_points
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,10 @@ def tidy(handle: StudyHandle, retry_failed: bool) -> Tidied:
         retry_failures(handle)
     if handle.exp.grid is not None:
         enqueue_grid(handle)
+    if handle.exp.start_points:
+        queued = queue_start_points(handle.study, handle.exp.spec.search_space, handle.exp.start_points)
+        if queued:
+            log.info("queued %d warm-start point(s) to run first", queued)
     return Tidied(requeued, len(finished(handle.trials())))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hptune.spec import Experiment
@@ -18,6 +18,8 @@ class Overrides:
     seed: int | None = None
     out: str | None = None
     storage: str | None = None
+    #: --start-from files, relative to the current directory; added to strategy.start_from.
+    start_from: list[str] = field(default_factory=list)
 
 
 def apply_overrides(spec: Experiment, o: Overrides) -> Experiment:

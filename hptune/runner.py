@@ -70,7 +70,8 @@ class RunResult:
     model_trial: int | None = None  # the trial model.joblib holds (an earlier best after Ctrl-C)
     partial_reason: str | None = None  # why status is "partial": budget not spent, trials running
     stop_detail: str = ""  # what made the search stop, with the figures
-    pruner: str = "none"
+    strategy: str = ""  # the kind that ran (what auto chose, when it was auto)
+    auto_strategy: str | None = None  # why auto chose it
 
 
 # -- entry points ------------------------------------------------------------------------
@@ -307,7 +308,8 @@ def _write(
         status=status,
         stop_reason=None if stop is None else stop.reason.value,
         stop_detail="" if stop is None else stop.detail,
-        pruner=pruner_name(exp.spec.strategy),
+        strategy=exp.spec.strategy.kind,
+        auto_strategy=exp.auto_strategy,
         metric=goal.metric,
         best_trial=None if best is None else best.number,
         best_params=summary.best_params,
@@ -360,7 +362,9 @@ def _metadata(
             "name": spec.name,
             "storage": handle.where,  # a database URL with its password masked
             "sampler": spec.strategy.kind,
+            "chosen_by_auto": exp.auto_strategy,  # why strategy.kind: auto chose it (null: not auto)
             "pruner": pruner_name(spec.strategy),
+            "start_from": [point.source for point in exp.start_points],
             "workers": handle.workers,
         },
         "command": [_mask_argument(a) for a in sys.argv],

@@ -147,3 +147,31 @@ def grid_points(space: Space) -> list[dict[str, Any]]:
             if len(points) > MAX_GRID_POINTS:
                 raise ValueError(f"the grid has more than {MAX_GRID_POINTS} combinations")
     return points
+
+
+def _value_count(param: Param) -> int | None:
+    """How many values a parameter takes in grid search (None: not finite), without listing them."""
+    if isinstance(param, CategoricalParam):
+        return len(param.choices)
+    if param.grid is not None:
+        return len(param.grid)
+    if isinstance(param, IntParam):
+        return (param.high - param.low) // (param.step or 1) + 1
+    if param.step is None:
+        return None
+    return math.floor((param.high - param.low) / param.step + 1e-9) + 1
+
+
+def auto_strategy(space: Space, n_trials: int) -> tuple[str, str]:
+    """``strategy.kind: auto``: grid when the space is finite and has at most ``n_trials``
+    points, else bayesian; with the reason, for the summary and run.json."""
+    counts = [_value_count(param) for param in space.values()]
+    if any(count is None for count in counts):
+        infinite = next(name for name, count in zip(space, counts, strict=True) if count is None)
+        return "bayesian", f"the space is not finite ({infinite} is a float range without step or grid)"
+    # Each conditional parameter may also be absent: this bounds the grid from above.
+    bound = math.prod(count + (1 if param.when else 0) for count, param in zip(counts, space.values(), strict=True))
+    size = len(grid_points(space)) if bound <= MAX_GRID_POINTS else bound
+    if size <= n_trials:
+        return "grid", f"the space is finite, with {size} points <= n_trials {n_trials}"
+    return "bayesian", f"the space has {'more than ' if size == bound and bound > MAX_GRID_POINTS else ''}{size} points > n_trials {n_trials}"

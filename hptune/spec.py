@@ -173,7 +173,8 @@ class CVSpec(_Section):
 
 
 class StrategySpec(_Section):
-    kind: Literal["grid", "random", "bayesian", "cmaes", "qmc"] = "bayesian"
+    #: auto: grid when the space is finite with at most n_trials points, else bayesian.
+    kind: Literal["grid", "random", "bayesian", "cmaes", "qmc", "auto"] = "bayesian"
     n_trials: int | None = Field(None, ge=1)
     timeout: Duration | None = None
     n_jobs: int = 1
@@ -186,6 +187,8 @@ class StrategySpec(_Section):
     #: Stop a trial after a fold when its running mean is poor (Optuna's pruners). Default:
     #: median, but none for grid (a grid must score every point as GridSearchCV does).
     pruner: Literal["none", "median", "percentile", "successive_halving", "hyperband"] | None = None
+    #: best.yaml files whose parameters run first, each once (hptune.warmstart).
+    start_from: list[str] = []
     #: For ``pruner: percentile``: prune below this percentile of the other trials (0-100).
     pruner_percentile: float = Field(25.0, gt=0.0, lt=100.0)
 

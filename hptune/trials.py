@@ -20,6 +20,7 @@ ATTR_GRID_POINT = "hptune_grid_point"  # index of an enqueued grid point
 ATTR_RETRY_OF = "hptune_retry_of"  # number of the trial whose parameters this one re-runs
 ATTR_RETRY_REASON = "hptune_retry_reason"  # interrupted | died | failed
 ATTR_WORK = "hptune_work"  # which piece of work a re-queued trial does (see work_key)
+ATTR_START = "hptune_start_from"  # a warm-start point's key (hptune.warmstart)
 
 #: The error of a trial cut short by Ctrl-C or SIGTERM (its process lived on).
 INTERRUPTED_BY_SIGNAL = "interrupted: stopped by Ctrl-C or SIGTERM"

@@ -33,6 +33,7 @@ from hptune.metrics import DEFAULT_METRIC, check_metric, check_metric_labels, ch
 from hptune.overrides import Overrides, apply_overrides
 from hptune.shape_errors import raw_path, translate
 from hptune.spec import DEFAULT_N_TRIALS, CategoricalParam, Experiment
+from hptune.warmstart import StartPoint, load_start_points
 from hptune.yamlio import LoadedYaml, Path_, dotted, load_yaml
 
 #: How close (difflib's ratio) an unlisted name passed to **kwargs must be to a listed one to
@@ -61,6 +62,9 @@ class ValidatedExperiment:
     folds: Folds | None = None
     #: What is probably a mistake but does not stop a run, sorted by line.
     warnings: list[SpecWarning] = field(default_factory=list)
+    #: Why ``strategy.kind: auto`` chose the kind the spec now holds (None: not auto).
+    auto_strategy: str | None = None
+    start_points: list[StartPoint] = field(default_factory=list)  # strategy.start_from, --start-from
 
     @property
     def output_dir(self) -> Path:
@@ -159,9 +163,14 @@ class _Checker:
         if data is not None and sec.get("data") is not None:
             self.check_labels(sec["data"].positive_class, metric, sec.get("extra_metrics"), task, data)
         self.check_cv(sec.get("cv"), sec.get("data"), task, data)
-        grid = None
+        grid, auto, points = None, None, []
         if sec.get("strategy") is not None and search_space is not None:
+            if sec["strategy"].kind == "auto":
+                kind, auto = space_mod.auto_strategy(search_space, sec["strategy"].n_trials or DEFAULT_N_TRIALS)
+                sec["strategy"] = sec["strategy"].model_copy(update={"kind": kind})
+                spec = None if spec is None else spec.model_copy(update={"strategy": sec["strategy"]})
             grid = self.check_strategy(sec["strategy"], search_space)
+            points = self.check_start_from(sec["strategy"], overrides.start_from, search_space, fixed)
         if spec is None or self.issues or data is None or estimator is None or task is None:
             return None
         # Last, on a file valid in every other way: the real split, as the run will make it.
@@ -189,6 +198,8 @@ class _Checker:
             file_sha256=self.loaded.sha256,
             split=split,
             folds=folds,
+            auto_strategy=auto,
+            start_points=points,
         )
 
     def check_data(self, data_spec: Any) -> Dataset | None:
@@ -360,6 +371,12 @@ class _Checker:
             n_groups = data.groups.nunique()
             if n_groups < cv.folds:
                 self.add(("cv", "folds"), f"{cv.folds} folds need at least {cv.folds} groups, found {n_groups}")
+
+    def check_start_from(self, strategy: Any, cli: list[str], space: dict[str, Any], fixed: dict[str, Any]) -> list:
+        points, errors, warnings = load_start_points(strategy, cli, self.base_dir, space, fixed, self.loaded)
+        self.issues += errors
+        self.warnings += [SpecWarning(w.file, w.line, w.column, w.path, w.message) for w in warnings]
+        return points
 
     def check_strategy(self, strategy: Any, search_space: dict[str, Any]) -> list[dict[str, Any]] | None:
         if strategy.kind != "grid":

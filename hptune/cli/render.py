@@ -120,6 +120,8 @@ def render_summary(console: Console, result: RunResult) -> None:
         + (f", {counts['interrupted']} interrupted" if counts["interrupted"] else "")
         + (f" (resumed after {result.resumed_from})" if result.resumed_from else "")
     )
+    if result.auto_strategy is not None:
+        console.print(f"strategy: {result.strategy} (auto: {result.auto_strategy})")
     if result.stop_reason is not None:
         console.print(f"stopped: {result.stop_reason}" + (f" ({escape(result.stop_detail)})" if result.stop_detail else ""))
     if result.moved_aside is not None:

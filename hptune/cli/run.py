@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -64,6 +65,16 @@ def run(
         bool, typer.Option("--refit-on-interrupt", help="After Ctrl-C, still refit the best model before exiting.")
     ] = False,
     storage: StorageOption = None,
+    start_from: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--start-from",
+            exists=True,
+            dir_okay=False,
+            metavar="BEST_YAML",
+            help="Run this best.yaml's parameters first, once (repeatable; added to strategy.start_from).",
+        ),
+    ] = None,
     worker: Annotated[
         bool,
         typer.Option("--worker", help="Only run trials of the shared study (no refit, no output files), then exit."),
@@ -89,7 +100,9 @@ def run(
         from hptune.overrides import Overrides
         from hptune.validate import load_experiment
 
-        overrides = Overrides(n_trials, timeout_seconds, n_jobs, seed, str(out) if out else None, storage)
+        overrides = Overrides(
+            n_trials, timeout_seconds, n_jobs, seed, str(out) if out else None, storage, [str(path) for path in start_from or []]
+        )
         exp = load_experiment(file, tuple(allow_module or ()), overrides)
         print_warnings(exp)
         quiet_libraries()

@@ -243,8 +243,8 @@ seed: {seed}
     mismatch = 0.0
     for rep in range(profile["reps"]):
         out = work / f"wide-{rep}"
-        ours.append(run_timed([*HPTUNE, "run", str(spec), "--out", str(out), "--n-jobs", "1", "-q"]).seconds)
-        timed = run_timed(peer)
+        ours.append(run_timed([*HPTUNE, "run", str(spec), "--out", str(out), "--n-jobs", "1", "-q"], env=ONE_THREAD).seconds)
+        timed = run_timed(peer, env=ONE_THREAD)
         theirs.append(timed.seconds)
         result = json.loads(timed.stdout)
         peer_fit.append(result["fit_seconds"])
@@ -421,7 +421,11 @@ def against_optuna_loop(profile: dict[str, Any], work: Path) -> list[Row]:
     Small fast trials, so the fixed cost of a trial shows. Both sides time the search alone:
     hptune's run.json ``timings_seconds.search`` and the peer's ``study.optimize`` (timed in
     its process). hptune's machine 0 worker 0 samples TPE with the experiment's seed, as the
-    peer does, so both run the very same C values; every trial's score is checked equal."""
+    peer does, so both run the very same C values; every trial's score is checked equal.
+
+    One BLAS thread for both (ONE_THREAD): with the default two, a loaded machine made the
+    loop's trials 5x slower (93 to 480 ms) from one run to the next, and the difference
+    measured that, not the overhead."""
     import pandas as pd
 
     trials = profile["loop_trials"]
@@ -439,8 +443,8 @@ strategy: {{kind: bayesian, n_trials: {trials}}}
     mismatch = 0.0
     for rep in range(profile["loop_reps"]):
         out = work / f"loop-{rep}"
-        ours_wall.append(run_timed([*HPTUNE, "run", str(spec), "--out", str(out), "-q"]).seconds)
-        timed = run_timed(peer)
+        ours_wall.append(run_timed([*HPTUNE, "run", str(spec), "--out", str(out), "-q"], env=ONE_THREAD).seconds)
+        timed = run_timed(peer, env=ONE_THREAD)
         theirs_wall.append(timed.seconds)
         result = json.loads(timed.stdout)
         search.append(json.loads((out / "run.json").read_text())["timings_seconds"]["search"])

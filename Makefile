@@ -29,11 +29,12 @@ test-fast: install
 
 # Benchmarks against GridSearchCV, RandomizedSearchCV, HalvingRandomSearchCV and a plain Optuna
 # loop; they write bench/results.md and bench/results.json (full: under 15 min on 2 cores).
+# The growing-study measure runs on the throwaway PostgreSQL the tests use (skipped without one).
 bench: install
-	$(BIN)/python bench/run.py --profile full
+	eval "$$(bash scripts/postgres.sh)"; $(BIN)/python bench/run.py --profile full
 
 bench-quick: install
-	$(BIN)/python bench/run.py --profile quick --out bench/quick
+	eval "$$(bash scripts/postgres.sh)"; $(BIN)/python bench/run.py --profile quick --out bench/quick
 
 lint: install
 	$(BIN)/ruff check hptune tests bench

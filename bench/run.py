@@ -389,7 +389,7 @@ def trials_to_grid_best(profile: dict[str, Any], work: Path) -> list[Row]:
     grid = _run_library(write_spec(work, "reference-grid", spec_text), grid_out)
     target = grid.cv_score
     size = len(profile["grid_c"]) * len(profile["grid_gamma"])
-    tpe_text = spec_text.replace("strategy: {kind: grid}", f"strategy: {{kind: bayesian, n_trials: {size}}}")
+    tpe_text = spec_text.replace("strategy: {kind: grid}", f"strategy: {{kind: bayesian, n_trials: {size}, pruner: none}}")
     tpe_text = tpe_text.replace("name: bench-grid", "name: bench-grid-tpe")
     # The same discrete values, as categorical choices, so "the grid's best" is reachable.
     tpe_text = tpe_text.replace(f"C: {{type: float, low: {min(profile['grid_c'])}, high: {max(profile['grid_c'])}, log: true, grid: {profile['grid_c']}}}",
@@ -436,7 +436,7 @@ model: {{estimator: sklearn.linear_model.LogisticRegression, preprocessing: none
 search_space:
   C: {{type: float, low: 0.001, high: 1000, log: true}}
 cv: {{kind: stratified, folds: 3, shuffle: true, train_scores: true}}
-strategy: {{kind: bayesian, n_trials: {trials}}}
+strategy: {{kind: bayesian, n_trials: {trials}, pruner: none}}
 """)
     peer = [*PEERS, "optuna-loop", "--trials", str(trials), "--folds", "3", "--train-scores"]
     search, optimize, ours_wall, theirs_wall, paired = [], [], [], [], []
@@ -533,7 +533,9 @@ strategy: {{kind: grid, n_trials: {trials}}}
     mean_trial = pd.read_csv(work / "s1-0" / "trials.csv")["duration"].mean()
     task = f"random forest on digits, {trials} trials of ~{mean_trial:.2f} s, 3 folds"
     paired = "ratio: median of the repetitions' own ratios"
-    row = paired_ratio_row(task, "wall time, n_jobs 2 vs n_jobs 1 (hptune both)", parallel, serial, "hptune n_jobs 1", 0.55,
+    # The earlier goal (0.55) sat at this machine's own ceiling (the pool's ratio below): issue 10
+    # restates it relative to the ceiling, in the `against_pool` row.
+    row = paired_ratio_row(task, "wall time, n_jobs 2 vs n_jobs 1 (hptune both)", parallel, serial, "hptune n_jobs 1", None,
                            note=f"{paired}; fixed part of a whole command (start-up, refit, outputs): "
                                 f"{median(serial) - median(search_serial):.2f} s")
     # Not hptune at all: the pool against itself, so the hptune column stays empty.
@@ -543,7 +545,7 @@ strategy: {{kind: grid, n_trials: {trials}}}
                                          f"this machine's ceiling for the work: no tool does less",
                   samples={"pool n_jobs 2": pool_parallel, "pool n_jobs 1": pool_serial})
     against_pool = paired_ratio_row(task, "wall time at n_jobs 2, hptune vs the bare pool", parallel, pool_parallel,
-                                    "multiprocessing pool n_jobs 2", None, note=f"{paired}; what hptune adds in parallel")
+                                    "multiprocessing pool n_jobs 2", 1.03, note=f"{paired}; what hptune adds in parallel")
     eff = median(efficiency)
     search = paired_ratio_row(task, "search phase only (run.json timings), n_jobs 2 vs n_jobs 1", search_parallel,
                               search_serial, "hptune n_jobs 1", None,
@@ -674,7 +676,7 @@ model: {{estimator: sklearn.dummy.DummyRegressor, preprocessing: none, params: {
 search_space:
   quantile: {{type: float, low: 0.05, high: 0.95}}
 cv: {{kind: kfold, folds: 2, shuffle: true, train_scores: false}}
-strategy: {{kind: bayesian, n_trials: {profile['growth_trials']}}}
+strategy: {{kind: bayesian, n_trials: {profile['growth_trials']}, pruner: none}}
 """)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     exp = load_experiment(spec, overrides=Overrides(out=str(work / f"growth-{label}"), storage=url))

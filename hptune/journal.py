@@ -15,12 +15,16 @@ Imported only when a journal is opened (it imports Optuna).
 from __future__ import annotations
 
 import json
+import logging
+import os
 from typing import Any
 
 from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal._file import get_lock_file
 from optuna.storages.journal._storage import JournalOperation
 from optuna.trial import TrialState
+
+log = logging.getLogger(__name__)
 
 #: What a running trial writes about itself, and no one else needs on disk at once.
 _TRIAL_PROGRESS = (
@@ -44,6 +48,36 @@ def must_reach_the_disk(log: dict[str, Any]) -> bool:
 
 
 class JournalFileSyncedAtTrialEnds(JournalFileBackend):
+    def __init__(self, file_path: str) -> None:
+        super().__init__(file_path)
+        self._cut_a_torn_last_line()
+
+    def _cut_a_torn_last_line(self) -> None:
+        """A power cut in the middle of a line leaves it half-written, and Optuna refuses a
+        journal with a broken line before its end: the next append would make this one
+        unreadable for good. Lines are appended whole under the lock, so a last line without
+        its newline, seen under the lock, is such a line: it was a running trial's progress
+        (what ends a trial reaches the disk before its writer moves on), and is cut off."""
+        with get_lock_file(self._lock), open(self._file_path, "rb+") as file:
+            size = file.seek(0, os.SEEK_END)
+            if size == 0:
+                return
+            file.seek(size - 1)
+            if file.read(1) == b"\n":
+                return
+            keep = size
+            while keep > 0:  # back to the end of the last whole line
+                step = min(keep, 1 << 16)
+                file.seek(keep - step)
+                chunk = file.read(step)
+                newline = chunk.rfind(b"\n")
+                if newline >= 0:
+                    keep = keep - step + newline + 1
+                    break
+                keep -= step
+            file.truncate(keep)
+            log.warning("%s: cut %d bytes of a half-written last line (a crash while a trial ran)", self._file_path, size - keep)
+
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         if any(must_reach_the_disk(log) for log in logs):
             super().append_logs(logs)

@@ -13,7 +13,7 @@ rules live in ``stopping.Budget``.
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -64,9 +64,11 @@ class Ledger:
         self.finished = 0
         self.failed = 0
         self.best: Any | None = None  # the best complete trial
-        #: Finished trials since the best last improved by more than min_delta (the first
-        #: complete trial is an improvement), in the order this ledger saw them finish.
-        self.since_improvement = 0
+        # For patience: the finished trials' numbers, sorted; every complete trial's (number,
+        # value); and the lowest-numbered complete trial within min_delta of the best.
+        self._finished_numbers: list[int] = []
+        self._complete: list[tuple[int, float]] = []
+        self._near_best: int | None = None
         #: Failed trials that --retry-failed queued again (each adds one to the budget).
         self.retried_failures: set[Any] = set()
         # Work key -> the lowest number of a finished trial holding budget with it, and those
@@ -106,13 +108,10 @@ class Ledger:
         return holds_budget(trial) and self._is_work(trial.user_attrs)
 
     def _finish(self, trial: Any, by_number: Any) -> None:
-        improves = trial.state.name == "COMPLETE" and (
-            self.best is None or trial.value > self.best.value + self._min_delta
-        )
         if holds_budget(trial):
             self.finished += 1
             self.failed += trial.state.name == "FAIL"
-            self.since_improvement = 0 if improves else self.since_improvement + 1
+            insort(self._finished_numbers, trial.number)
         if self.counts(trial):
             key, number = work_key(trial, by_number), trial.number
             first = self._first_finished.get(key)
@@ -121,8 +120,25 @@ class Ledger:
                     self._first_sorted.pop(bisect_left(self._first_sorted, first))
                 self._first_finished[key] = number
                 insort(self._first_sorted, number)
-        if trial.state.name == "COMPLETE" and (self.best is None or self._rank_key(trial) > self._rank_key(self.best)):
+        if trial.state.name != "COMPLETE":
+            return
+        self._complete.append((trial.number, trial.value))
+        if self.best is None or self._rank_key(trial) > self._rank_key(self.best):
             self.best = trial
+            bar = trial.value - self._min_delta
+            self._near_best = min(number for number, value in self._complete if value >= bar)
+        elif trial.value >= self.best.value - self._min_delta and trial.number < (self._near_best or 0):
+            self._near_best = trial.number
+
+    @property
+    def since_improvement(self) -> int:
+        """For patience: finished trials numbered after the first trial that came within
+        min_delta of the best (none of them improved on it by more than min_delta); before any
+        complete trial, every finished one. It depends on which trials finished, not on the
+        order a process saw them finish, so every process and every later run agree."""
+        if self._near_best is None:
+            return len(self._finished_numbers)
+        return len(self._finished_numbers) - bisect_right(self._finished_numbers, self._near_best)
 
     # -- what the budget asks ------------------------------------------------------------------
 

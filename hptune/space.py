@@ -171,7 +171,15 @@ def auto_strategy(space: Space, n_trials: int) -> tuple[str, str]:
         return "bayesian", f"the space is not finite ({infinite} is a float range without step or grid)"
     # Each conditional parameter may also be absent: this bounds the grid from above.
     bound = math.prod(count + (1 if param.when else 0) for count, param in zip(counts, space.values(), strict=True))
-    size = len(grid_points(space)) if bound <= MAX_GRID_POINTS else bound
+    if bound > MAX_GRID_POINTS * 10:  # too many to list, conditions or not (an int range of a billion)
+        return "bayesian", f"the space has more than {MAX_GRID_POINTS} points > n_trials {n_trials}"
+    if bound > n_trials and not any(param.when for param in space.values()):
+        size = bound  # without conditions the bound is the size: no need to list the points
+    else:
+        try:
+            size = len(grid_points(space))
+        except ValueError:  # more than grid_points lists
+            return "bayesian", f"the space has more than {MAX_GRID_POINTS} points > n_trials {n_trials}"
     if size <= n_trials:
         return "grid", f"the space is finite, with {size} points <= n_trials {n_trials}"
-    return "bayesian", f"the space has {'more than ' if size == bound and bound > MAX_GRID_POINTS else ''}{size} points > n_trials {n_trials}"
+    return "bayesian", f"the space has {size} points > n_trials {n_trials}"

@@ -189,7 +189,7 @@ class StrategySpec(_Section):
     pruner: Literal["none", "median", "percentile", "successive_halving", "hyperband"] | None = None
     #: best.yaml files whose parameters run first, each once (hptune.warmstart).
     start_from: list[str] = []
-    #: For ``pruner: percentile``: prune below this percentile of the other trials (0-100).
+    #: For ``pruner: percentile``: keep the trials in the top this-many percent (Optuna's meaning).
     pruner_percentile: float = Field(25.0, gt=0.0, lt=100.0)
 
     @field_validator("pruner_percentile")

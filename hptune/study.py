@@ -18,8 +18,8 @@ from hptune.crossval import worker_count
 from hptune.errors import StudyMismatchError
 from hptune.fingerprint import VERSION, changed_parts, digest, fingerprint_parts
 from hptune.ranking import Goal
-from hptune.samplers import make_pruner, make_sampler, sampler_seed
-from hptune.trials import STUDY_FINGERPRINT, STUDY_FINGERPRINT_PARTS, STUDY_FINGERPRINT_VERSION
+from hptune.samplers import make_pruner, make_sampler, pruner_name, sampler_seed
+from hptune.trials import STUDY_FINGERPRINT, STUDY_FINGERPRINT_PARTS, STUDY_FINGERPRINT_VERSION, STUDY_PRUNER
 from hptune.validate import ValidatedExperiment
 
 log = logging.getLogger(__name__)
@@ -131,8 +131,27 @@ def open_study(
             f"and --no-resume was given; use --fresh to start over (the old study is moved aside) "
             f"or choose another --out"
         )
+    new_study = STUDY_FINGERPRINT_PARTS not in study.user_attrs
     _check_fingerprint(study, exp, where)
+    _settle_pruner(study, exp, new_study, may_write=create)
     return StudyHandle(exp, study, storage, where, goal, workers, machine, moved)
+
+
+def _settle_pruner(study: Any, exp: ValidatedExperiment, new_study: bool, may_write: bool) -> None:
+    """The pruner the study runs with, written into ``exp``'s strategy for every process.
+
+    The file's ``strategy.pruner`` when it names one; else the one the study was created with
+    (recorded in the study); a study made before hptune pruned (none recorded) goes on without
+    pruning, as it ran, so an upgrade does not change how an existing study is searched.
+    """
+    strategy = exp.spec.strategy
+    recorded = study.user_attrs.get(STUDY_PRUNER)
+    if new_study and may_write:
+        study.set_user_attr(STUDY_PRUNER, pruner_name(strategy))
+        recorded = pruner_name(strategy)
+    name = strategy.pruner or recorded or ("none" if not new_study else pruner_name(strategy))
+    exp.spec = exp.spec.model_copy(update={"strategy": strategy.model_copy(update={"pruner": name})})
+    study.pruner = make_pruner(exp.spec.strategy, None if exp.folds is None else len(exp.folds))
 
 
 def _check_fingerprint(study: Any, exp: ValidatedExperiment, where: str) -> None:

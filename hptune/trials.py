@@ -32,6 +32,7 @@ STUDY_GRID_QUEUED = "hptune_grid_queued"  # how many grid points are queued
 STUDY_RETRIED_FAILURES = "hptune_retried_failures"  # 0.1.0: failed trials re-queued by --retry-failed
 STUDY_EXTRA_BUDGET = "hptune_extra_budget"  # 0.1.0: trials added to n_trials by --retry-failed
 STUDY_FINGERPRINT_VERSION = "hptune_fingerprint_version"
+STUDY_PRUNER = "hptune_pruner"  # the pruner the study was created with (none recorded: made before pruning)
 
 #: Where Optuna keeps the parameters a trial was queued with (``Study.enqueue_trial``).
 OPTUNA_FIXED_PARAMS = "fixed_params"

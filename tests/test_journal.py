@@ -78,3 +78,20 @@ def test_optuna_s_own_journal_backend_reads_the_study(write_spec, tmp_path: Path
     trials = study.get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE"] * 8
     assert all({"C", "fit_intercept"} <= set(t.params) and "cv" in t.user_attrs for t in trials)
+
+
+def test_a_line_half_written_when_the_power_went_is_cut_and_the_study_goes_on(write_spec, tmp_path: Path) -> None:
+    spec, out = write_spec(SPEC), tmp_path / "out"
+    assert run_cli("run", spec, "--out", out, "--n-trials", "3").exit_code == 0
+    journal = out / "study.journal"
+    whole = journal.read_bytes()
+    # What a power cut leaves: the start of a line a running trial was writing.
+    journal.write_bytes(whole + b'{"op_code":4,"worker_id":"x","study_id":0,"datet')
+    resumed = run_cli("run", spec, "--out", out, "--n-trials", "5")
+    assert resumed.exit_code == 0, resumed
+    assert journal.read_bytes().startswith(whole) and journal.read_bytes().endswith(b"\n")
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    study = optuna.load_study(study_name="journal-lines", storage=JournalStorage(JournalFileBackend(str(journal))))
+    assert [t.state.name for t in study.get_trials()] == ["COMPLETE"] * 5

@@ -61,6 +61,17 @@ def plain_admission(budget: Budget, trial: Any, trials: list[Any]) -> tuple[bool
     return duplicate, len(ahead)
 
 
+def plain_since_improvement(trials: list[Any], min_delta: float) -> int:
+    """Finished trials numbered after the first complete trial within min_delta of the best."""
+    done = finished(trials)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        return len(done)
+    best = max(t.value for t in complete)
+    first = min(t.number for t in complete if t.value >= best - min_delta)
+    return len([t for t in done if t.number > first])
+
+
 def plain_best(trials: list[Any]) -> Any:
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     return max(complete, key=lambda t: (t.value, -t.number)).number if complete else None
@@ -86,8 +97,10 @@ def _churn(study: optuna.Study, rng: random.Random, grid: bool) -> None:
         trial = rng.choice(running)
         storage, trial_id = study._storage, trial._trial_id
         outcome = rng.random()
-        if outcome < 0.6:
-            storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [float(rng.randrange(6))])
+        if outcome < 0.5:
+            storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [float(rng.randrange(6)) / 2])
+        elif outcome < 0.6:
+            storage.set_trial_state_values(trial_id, TrialState.PRUNED, [float(rng.randrange(6)) / 2])
         elif outcome < 0.75:
             storage.set_trial_user_attr(trial_id, ATTR_ERROR, "ValueError: bad")
             storage.set_trial_state_values(trial_id, TrialState.FAIL)
@@ -119,20 +132,23 @@ def test_the_ledger_agrees_with_every_trial_counted_after_every_change(tmp_path:
             study.enqueue_trial({"x": float(point)}, user_attrs={ATTR_GRID_POINT: point})
     budget = Budget(n_trials=10, grid=grid)
     goal = Goal("accuracy")
-    kept = Ledger(budget.is_work, goal.rank_key)  # brought up to date after every change
+    min_delta = 0.5 * seed  # 0, 0.5, 1.0: improvements that count, and ones that do not
+    kept = Ledger(budget.is_work, goal.rank_key, min_delta)  # brought up to date after every change
     rng = random.Random(seed)
     seen_states: set[str] = set()
     for _ in range(250):
         _churn(study, rng, grid)
         trials = study.get_trials(deepcopy=False)
         kept.update(trials)
-        fresh = Ledger(budget.is_work, goal.rank_key).update(trials)
+        fresh = Ledger(budget.is_work, goal.rank_key, min_delta).update(trials)
         for ledger in (kept, fresh):
             assert ledger.started() == plain_started(budget, trials)
             assert budget.target(ledger) == plain_target(budget, trials)
             assert ledger.finished == len(finished(trials))
             assert ledger.failed == sum(t.state == TrialState.FAIL for t in finished(trials))
             assert (ledger.best.number if ledger.best else None) == plain_best(trials)
+            # The same whatever order the trials were seen to finish in (kept) or all at once (fresh).
+            assert ledger.since_improvement == plain_since_improvement(trials, min_delta)
             for trial in trials:
                 if trial.state != TrialState.RUNNING or not budget.is_work(trial.user_attrs):
                     continue
@@ -142,7 +158,7 @@ def test_the_ledger_agrees_with_every_trial_counted_after_every_change(tmp_path:
                 expected = "duplicate" if duplicate else "run" if ahead < plain_target(budget, trials) else "spent"
                 assert budget.admit(trial, ledger).value == expected
         seen_states |= {t.state.name for t in trials}
-    assert seen_states >= {"WAITING", "RUNNING", "COMPLETE", "FAIL"}  # the churn did reach every state
+    assert seen_states >= {"WAITING", "RUNNING", "COMPLETE", "PRUNED", "FAIL"}  # the churn did reach every state
 
 
 def test_a_ledger_is_kept_up_to_date_only_from_the_study_s_full_list(tmp_path: Path) -> None:

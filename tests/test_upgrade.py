@@ -112,3 +112,17 @@ def test_a_grid_study_made_by_0_1_0_with_retries_skips_and_interruptions_resumes
     new_failure = next(t.number for t in study.get_trials() if t.params == {"C": 10.0, "gamma": -1.0}
                        and "hptune_retry_of" not in t.user_attrs)
     assert retried == sorted([0, 3, 8, 9, new_failure])
+
+
+def test_a_study_made_before_pruning_goes_on_without_it_unless_the_file_names_a_pruner(old_study) -> None:
+    spec, out = old_study
+    assert run_cli("run", spec, "--out", out, "--n-trials", "12", "-q").exit_code == 0
+    study = optuna.load_study(study_name="made-by-0.1.0", storage=journal_storage(out / "study.journal"))
+    assert all(t.state.name == "COMPLETE" and not t.intermediate_values for t in study.get_trials())
+    assert json.loads((out / "run.json").read_text())["study"]["pruner"] == "none"
+    # Naming one in the file turns it on (and is not a change of experiment).
+    spec.write_text(spec.read_text().replace("kind: random", "kind: random, pruner: median"))
+    assert run_cli("run", spec, "--out", out, "--n-trials", "14", "-q").exit_code == 0
+    study = optuna.load_study(study_name="made-by-0.1.0", storage=journal_storage(out / "study.journal"))
+    assert all(t.intermediate_values for t in study.get_trials()[12:])
+    assert json.loads((out / "run.json").read_text())["study"]["pruner"] == "median"

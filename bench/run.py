@@ -423,8 +423,10 @@ def pruning(profile: dict[str, Any], work: Path) -> list[Row]:
     HalvingRandomSearchCV on the three search-quality tasks, hptune given Halving's own search
     time as its timeout: best CV score at the same wall time."""
     import warnings
+    from collections import Counter
 
     import numpy as np
+    import pandas as pd
     from sklearn.experimental import enable_halving_search_cv  # noqa: F401
     from sklearn.model_selection import HalvingRandomSearchCV, KFold, StratifiedKFold, cross_val_score
     from threadpoolctl import threadpool_limits
@@ -452,6 +454,7 @@ cv: {{folds: 5, shuffle: true, train_scores: false}}
     scores: dict[str, list[float]] = {"none": [], "default": []}
     searches: dict[str, list[float]] = {"none": [], "default": []}
     pruned: list[int] = []
+    stopped_after: list[dict[int, int]] = []  # per seed: {folds done: pruned trials}
     for seed in seeds:
         for label, spec in (("none", unpruned), ("default", default)):
             out = work / f"prune-{label}-{seed}"
@@ -464,10 +467,14 @@ cv: {{folds: 5, shuffle: true, train_scores: false}}
                 if record["study"]["pruner"] != "median":
                     raise RuntimeError(f"the default pruner is {record['study']['pruner']}, not median")
                 pruned.append(record["trials"]["pruned"])
+                table = pd.read_csv(out / "trials.csv")
+                done = table[table["state"] == "PRUNED"].filter(regex=r"^split\d+_test_").notna().sum(axis=1)
+                stopped_after.append(dict(sorted(Counter(int(d) for d in done).items())))
     task_name = f"SVC on digits, {trials} TPE trials, 5 folds, {len(seeds)} seeds"
     per_seed = "; ".join(
         f"seed {s}: {d:.1f} s vs {n:.1f} s, {p} of {trials} pruned"
-        for s, d, n, p in zip(seeds, walls["default"], walls["none"], pruned, strict=True)
+        + "".join(f", {k} after {f} fold{'s' if f > 1 else ''}" for f, k in after.items())
+        for s, d, n, p, after in zip(seeds, walls["default"], walls["none"], pruned, stopped_after, strict=True)
     )
     rows.append(paired_ratio_row(
         task_name, "wall time, whole command, default pruner (median) vs `pruner: none`",
@@ -492,6 +499,10 @@ cv: {{folds: 5, shuffle: true, train_scores: false}}
     # hptune then gets that time as its timeout and a trial budget it cannot reach. One BLAS and
     # OpenMP thread on both sides: with two, the gradient-boosting fits on a few dozen rows took
     # 2x-10x longer, and unevenly, which would set the budget by chance.
+    # 60 candidates, as the issue's 60 trials: with factor 3 they need 4 rounds (60, 20, 7, 3), and
+    # min_resources "smallest" allows exactly 4 on all three tasks (29, 47 and 73 times the first
+    # round's rows fit in the data), so the halving runs to its end without aggressive elimination.
+    # n_candidates "exhaust" would instead take 29, 47 and 73 candidates, one budget per task.
     candidates = profile["prune_candidates"]
     for name, task in TASKS.items():
         spec = write_spec(work, f"halving-{name}", f"""

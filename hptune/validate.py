@@ -163,6 +163,9 @@ class _Checker:
         if data is not None and sec.get("data") is not None:
             self.check_labels(sec["data"].positive_class, metric, sec.get("extra_metrics"), task, data)
         self.check_cv(sec.get("cv"), sec.get("data"), task, data)
+        target = sec["stop"].target if sec.get("stop") is not None else None
+        if target is not None and target > 0 and (metric or "").startswith("neg_"):  # losses are negated
+            self.warn(("stop", "target"), f"{metric} is never above 0, so a target of {target:g} is never reached")
         grid, auto, points = None, None, []
         if sec.get("strategy") is not None and search_space is not None:
             if sec["strategy"].kind == "auto":

@@ -74,7 +74,7 @@ search_space:
   max_depth: {type: int, low: 1, high: 10}
   min_samples_leaf: {type: int, low: 1, high: 20}
 cv: {folds: 3}
-strategy: {kind: random, n_trials: 9}
+strategy: {kind: random, n_trials: 9, pruner: none}
 """
 
 
@@ -132,7 +132,7 @@ model: {estimator: svc}
 search_space:
   C: {type: float, low: 0.1, high: 100, log: true}
 cv: {folds: 5}
-strategy: {kind: random, n_trials: 8}
+strategy: {kind: random, n_trials: 8, pruner: none}
 """
 
 

@@ -176,3 +176,19 @@ def test_a_killed_pruning_run_resumes_and_finishes_its_budget(write_spec, tmp_pa
                 and not t.user_attrs.get("hptune_interrupted")]
     assert len(finished) == 20 and any(t.state.name == "PRUNED" for t in finished)
     assert len(pd.read_csv(out / "trials.csv")) >= 20
+
+
+def test_a_target_a_loss_metric_can_never_reach_is_a_warning(write_spec) -> None:
+    spec = write_spec("""
+        name: loss
+        data: {dataset: diabetes}
+        model: {estimator: sklearn.linear_model.Ridge}
+        search_space:
+          alpha: {type: float, low: 0.01, high: 10, log: true}
+        metric: neg_root_mean_squared_error
+        stop: {target: 50}
+        """)
+    result = run_cli("validate", spec)
+    assert result.exit_code == 0
+    assert "7:8: stop.target: warning: neg_root_mean_squared_error is never above 0, so a target of 50 is never " \
+           "reached" in result.stderr

@@ -133,3 +133,49 @@ def test_a_bayesian_study_resumes_under_auto_when_auto_chooses_bayesian(write_sp
     resumed = run_cli("run", write_spec(SPEC.format(kind="auto", n_trials=4, extra="")), "--out", out)
     assert resumed.exit_code == 0, resumed  # the same experiment: auto means bayesian here
     assert len(_trials(out)) == 4
+
+
+SLOW_WARM = """
+name: warm-kill
+seed: 2
+data: {dataset: digits, test_size: 0.2}
+model: {estimator: svc}
+search_space:
+  C: {type: float, low: 0.1, high: 100, log: true}
+  gamma: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+cv: {folds: 3}
+strategy: {kind: random, n_trials: 12, pruner: none, start_from: [old.yaml]}
+stop: {patience: 8}
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_run_with_a_warm_start_and_patience_resumes_with_the_point_run_once(write_spec, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "old.yaml").write_text("params: {C: 10.0, gamma: 0.001}\n")
+    spec, out = write_spec(SLOW_WARM), tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "hptune", "run", str(spec), "--out", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            done = [t for t in _trials(out, "warm-kill") if t.state.is_finished()]
+        except (KeyError, FileNotFoundError, ValueError):
+            done = []
+        if len(done) >= 3:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=30)
+    resumed = run_cli("run", spec, "--out", out)
+    assert resumed.exit_code == 0, resumed
+    trials = _trials(out, "warm-kill")
+    assert sum(t.user_attrs.get(ATTR_START) is not None and t.state.name == "COMPLETE" for t in trials) == 1
+    assert trials[0].params == {"C": 10.0, "gamma": 0.001}
+    run = json.loads((out / "run.json").read_text())
+    finished = [t for t in trials if t.state.is_finished() and not t.user_attrs.get("hptune_interrupted")]
+    assert run["stop_reason"] in ("budget", "patience") and (len(finished) == 12 or run["stop_reason"] == "patience")

@@ -22,6 +22,7 @@ from hptune import housekeeping
 from hptune.crossval import Setup
 from hptune.objective import caused_by_interrupt
 from hptune.ranking import Goal
+from hptune.refine import AllowedChoices, Stage
 from hptune.refit import Refit, refit_trial
 from hptune.samplers import make_sampler, pruner_name
 from hptune.stopping import StopRules
@@ -60,8 +61,10 @@ class Search:
         requeued: int = 0,
         refit_ahead: bool = False,
         wait_for_others: bool = True,
+        stage: Stage | None = None,
     ) -> None:
         self.handle, self.setup, self.rules = handle, setup, rules
+        self.stage = stage  # the refine stage's space (None: the file's)
         self.progress = _ProgressReporter(handle, rules, on_progress, resumed_from, requeued)
         # Refit the best so far on a core a worker freed once the budget is spent (a run that
         # refits afterwards asks for this; a --worker does not).
@@ -106,7 +109,9 @@ class Search:
             handle.study.sampler = make_sampler(
                 handle.exp.spec.strategy.kind, handle.worker_seed(handle.workers), parallel=True
             )
-        optimize_here(handle.study, handle.exp, self.setup, handle.goal, self.rules, None, [self.progress.callback])
+        optimize_here(
+            handle.study, handle.exp, self.setup, handle.goal, self.rules, None, [self.progress.callback], self.stage
+        )
 
     def _run_in_workers(self) -> None:
         import multiprocessing
@@ -121,7 +126,7 @@ class Search:
         processes = [
             context.Process(
                 target=_worker_main,
-                args=(handle.exp, self.setup, handle.goal, self.rules, handle.worker_seed(index), threads),
+                args=(handle.exp, self.setup, handle.goal, self.rules, handle.worker_seed(index), threads, self.stage),
                 name=f"hptune-worker-{index}",
             )
             for index in range(handle.workers)
@@ -192,8 +197,9 @@ def optimize_here(
     rules: StopRules,
     threads: int | None,
     callbacks: list[Any],
+    stage: Stage | None = None,
 ) -> None:
-    """Run trials in this process until a stop rule holds."""
+    """Run trials in this process until a stop rule holds (in ``stage``'s space when given)."""
     from hptune.objective import Objective
 
     if rules.nothing_to_run(study):
@@ -209,9 +215,12 @@ def optimize_here(
             study.stop()
 
     objective = Objective(
-        setup.ctx, exp.spec.search_space, goal, grid=exp.grid is not None, rules=rules,
-        report_folds=pruner_name(exp.spec.strategy) != "none",
+        setup.ctx, exp.spec.search_space if stage is None else stage.space, goal, grid=exp.grid is not None,
+        rules=rules, report_folds=pruner_name(exp.spec.strategy) != "none",
+        stage="search" if stage is None else stage.name,
     )
+    if stage is not None and stage.allowed and not isinstance(study.sampler, AllowedChoices):
+        study.sampler = AllowedChoices(study.sampler, stage.allowed, seed=exp.spec.seed)
     with limits, _interrupts_as_keyboard_interrupt():
         study.optimize(
             objective,
@@ -225,7 +234,8 @@ def optimize_here(
 
 
 def _worker_main(
-    exp: ValidatedExperiment, setup: Setup, goal: Goal, rules: StopRules, seed: int, threads: int
+    exp: ValidatedExperiment, setup: Setup, goal: Goal, rules: StopRules, seed: int, threads: int,
+    stage: Stage | None = None,
 ) -> None:
     """A worker process: its own storage connection and sampler seed, limited threads."""
     import signal
@@ -240,7 +250,7 @@ def _worker_main(
     study = load_for_worker(exp, seed)
     cap_n_jobs(setup.ctx.pipeline, threads)  # this worker's share of the cores
     try:
-        optimize_here(study, exp, setup, goal, rules, threads, callbacks=[])
+        optimize_here(study, exp, setup, goal, rules, threads, callbacks=[], stage=stage)
     except KeyboardInterrupt:
         sys.exit(130)
 

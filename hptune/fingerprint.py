@@ -54,6 +54,8 @@ def fingerprint_parts(exp: ValidatedExperiment) -> dict[str, str]:
         "seed": spec.seed,
         "strategy": spec.strategy.kind,
     }
+    if spec.refine is not None:  # a part only when set: studies without it keep their fingerprint
+        parts["refine"] = _meaning(spec.refine)
     return {name: digest(value)[:16] for name, value in parts.items()}
 
 

@@ -18,6 +18,7 @@ from hptune.trials import (
     ATTR_ERROR,
     ATTR_INTERRUPTED,
     ATTR_SKIPPED,
+    ATTR_STAGE,
     ATTR_TRACEBACK,
     ATTR_WARNINGS,
     ATTR_WORKER,
@@ -43,8 +44,10 @@ class Objective:
         grid: bool,
         rules: StopRules | None = None,
         report_folds: bool = False,
+        stage: str = "search",
     ) -> None:
         self.ctx = ctx
+        self.stage = stage  # "refine" trials say so (hptune.refine)
         self.space = space
         self.goal = goal
         self.grid = grid
@@ -58,6 +61,8 @@ class Objective:
     def __call__(self, trial: Any) -> float:
         # Asked per trial, not at import: forked workers import this module in their parent.
         trial.set_user_attr(ATTR_WORKER, processes.current())
+        if self.stage != "search":
+            trial.set_user_attr(ATTR_STAGE, self.stage)
         if self.rules is not None:
             try:
                 admission = self.rules.admit(trial)

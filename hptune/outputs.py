@@ -43,12 +43,15 @@ class Summary:
     train_score: float | None = None
 
 
-def summarise(trials: list[Any], goal: Goal, param_names: list[str], metrics: list[str], train_scores: bool, space: Any) -> Summary:
+def summarise(
+    trials: list[Any], goal: Goal, param_names: list[str], metrics: list[str], train_scores: bool, space: Any,
+    stages: bool = False,
+) -> Summary:
     import numpy as np
 
     from hptune.space import decode_params
 
-    table = results.trials_table(trials, param_names, metrics, train_scores)
+    table = results.trials_table(trials, param_names, metrics, train_scores, stages)
     summary = Summary(table, count_states(trials), results.group_failures(trials), goal.best_trial(trials))
     best = summary.best
     if best is not None:

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from hptune.ranking import rank_greater_is_better
-from hptune.trials import ATTR_CV, ATTR_ERROR, ATTR_TRACEBACK, error_text, failed_by_raising, shown
+from hptune.trials import (
+    ATTR_CV,
+    ATTR_ERROR,
+    ATTR_STAGE,
+    ATTR_TRACEBACK,
+    error_text,
+    failed_by_raising,
+    shown,
+)
 
 TRIALS_FILE = "trials.csv"
 BEST_FILE = "best.yaml"
@@ -56,8 +64,11 @@ def _create_temporary(path: Path) -> tuple[int, str]:
             continue
 
 
-def trials_table(trials: list[Any], param_names: list[str], metrics: list[str], train_scores: bool) -> Any:
-    """One row per trial (queued and skipped ones excluded), with ``cv_results_`` column names."""
+def trials_table(
+    trials: list[Any], param_names: list[str], metrics: list[str], train_scores: bool, stages: bool = False
+) -> Any:
+    """One row per trial (queued and skipped ones excluded), with ``cv_results_`` column names;
+    with ``stages`` (an experiment with ``refine:``), a ``stage`` column: search or refine."""
     import numpy as np
     import pandas as pd
     from optuna.trial import TrialState
@@ -65,6 +76,8 @@ def trials_table(trials: list[Any], param_names: list[str], metrics: list[str], 
     rows = []
     for trial in shown(trials):
         row: dict[str, Any] = {"number": trial.number, "state": trial.state.name}
+        if stages:
+            row["stage"] = trial.user_attrs.get(ATTR_STAGE, "search")
         for name in param_names:
             row[f"param_{name}"] = trial.params.get(name)
         cv = trial.user_attrs.get(ATTR_CV)
@@ -125,8 +138,9 @@ def best_document(
     train_score: float | None,
     test_score: float | None,
     params: dict[str, Any],
+    stage: str | None = None,
 ) -> dict[str, Any]:
-    """The content of best.yaml, in its one fixed key order."""
+    """The content of best.yaml, in its one fixed key order (``stage`` only with refine:)."""
     document: dict[str, Any] = {
         "name": name,
         "estimator": estimator,
@@ -140,6 +154,8 @@ def best_document(
     if test_score is not None:
         document["test_score"] = test_score
     document["trial"] = trial_number
+    if stage is not None:
+        document["stage"] = stage
     document["params"] = {key: params[key] for key in sorted(params)}
     return document
 

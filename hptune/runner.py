@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hptune import __version__, housekeeping, outputs, results
+from hptune import __version__, housekeeping, outputs, refine, results
 from hptune import storage as storage_mod
 from hptune.crossval import Setup, prepare
 from hptune.errors import RunFailedError, RunInterruptedError, UsageError
@@ -27,7 +27,7 @@ from hptune.refit import Refit, refit_trial
 from hptune.samplers import pruner_name
 from hptune.stopping import Stop, StopReason, StopRules
 from hptune.study import StudyHandle, open_study
-from hptune.trials import count_states
+from hptune.trials import ATTR_STAGE, count_states
 from hptune.validate import ValidatedExperiment
 
 __all__ = ["Progress", "RunOptions", "RunResult", "finalize_experiment", "run_experiment", "run_worker"]
@@ -102,11 +102,15 @@ def run_experiment(
     )
 
     rules = StopRules.for_experiment(exp, exp.spec.strategy.timeout)
-    search = Search(handle, setup, rules, on_progress, tidied.resumed_from, tidied.requeued, refit_ahead=True)
+    refining = exp.spec.refine is not None
+    search = Search(handle, setup, rules, on_progress, tidied.resumed_from, tidied.requeued, refit_ahead=not refining)
     search_clock = time.perf_counter()
     interrupted = False
     try:
-        search.run()
+        if not refine.started(handle.study):
+            search.run()
+        if refining:
+            rules, search = _refine(handle, setup, rules, on_progress, search, refit_ahead=True)
     except KeyboardInterrupt:
         interrupted = True
     timings = {"setup": setup_seconds, "search": time.perf_counter() - search_clock}
@@ -159,7 +163,11 @@ def run_worker(
     tidied = housekeeping.tidy(handle, options.retry_failed)
     rules = StopRules.for_experiment(exp, exp.spec.strategy.timeout)
     try:
-        Search(handle, setup, rules, on_progress, tidied.resumed_from, tidied.requeued, wait_for_others=False).run()
+        search = Search(handle, setup, rules, on_progress, tidied.resumed_from, tidied.requeued, wait_for_others=False)
+        if not refine.started(handle.study):
+            search.run()
+        if exp.spec.refine is not None:
+            rules, _ = _refine(handle, setup, rules, on_progress, search, refit_ahead=False)
     except KeyboardInterrupt:
         raise RunInterruptedError(
             f"worker interrupted; its trial in flight is queued again in {handle.where}"
@@ -186,12 +194,28 @@ def finalize_experiment(exp: ValidatedExperiment) -> RunResult:
     return result
 
 
+def _refine(
+    handle: StudyHandle, setup: Setup, rules: StopRules, on_progress: Any, search: Search, refit_ahead: bool
+) -> tuple[StopRules, Search]:
+    """The refine stage after the main search (unless a failure limit stopped it)."""
+    stop = rules.check(handle.study)
+    found = None if stop is not None and stop.reason is StopReason.FAILURES else refine.refine_stage(handle, rules)
+    if found is None:
+        return rules, search
+    stage, refine_rules = found
+    refined = Search(handle, setup, refine_rules, on_progress, refit_ahead=refit_ahead,
+                     wait_for_others=search.wait_for_others, stage=stage)
+    refined.run()
+    return refine_rules, refined
+
+
 # -- the end of a run ----------------------------------------------------------------------
 
 def _summarise(exp: ValidatedExperiment, handle: StudyHandle, setup: Setup) -> outputs.Summary:
     spec = exp.spec
     return outputs.summarise(
-        handle.trials(), handle.goal, list(spec.search_space), setup.ctx.metrics, spec.cv.train_scores, spec.search_space
+        handle.trials(), handle.goal, list(spec.search_space), setup.ctx.metrics, spec.cv.train_scores, spec.search_space,
+        stages=spec.refine is not None,
     )
 
 
@@ -280,6 +304,7 @@ def _write(
             train_score=summary.train_score,
             test_score=test_score,
             params={**exp.fixed_params, **summary.best_params},
+            stage=None if spec.refine is None else best.user_attrs.get(ATTR_STAGE, "search"),
         )
         metadata.update(
             best_trial=best.number,

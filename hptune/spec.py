@@ -238,6 +238,14 @@ class StopSpec(_Section):
     min_delta: float = Field(0.0, ge=0.0)
 
 
+class RefineSpec(_Section):
+    """After the main search, search again in a space narrowed around the best (hptune.refine)."""
+
+    n_trials: int = Field(20, ge=1)
+    shrink: float = Field(0.25, gt=0.0, le=1.0)  # each range's share of its width, around the best
+    top: int = Field(5, ge=1)  # categoricals keep the choices these best trials took
+
+
 class Experiment(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     seed: int = Field(0, ge=0, lt=2**32)
@@ -250,4 +258,5 @@ class Experiment(_Section):
     cv: CVSpec = CVSpec()
     strategy: StrategySpec = StrategySpec()
     stop: StopSpec = StopSpec()
+    refine: RefineSpec | None = None
     output: OutputSpec = OutputSpec()

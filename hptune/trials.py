@@ -21,6 +21,7 @@ ATTR_RETRY_OF = "hptune_retry_of"  # number of the trial whose parameters this o
 ATTR_RETRY_REASON = "hptune_retry_reason"  # interrupted | died | failed
 ATTR_WORK = "hptune_work"  # which piece of work a re-queued trial does (see work_key)
 ATTR_START = "hptune_start_from"  # a warm-start point's key (hptune.warmstart)
+ATTR_STAGE = "hptune_stage"  # "refine" on the refine stage's trials (none: the main search)
 
 #: The error of a trial cut short by Ctrl-C or SIGTERM (its process lived on).
 INTERRUPTED_BY_SIGNAL = "interrupted: stopped by Ctrl-C or SIGTERM"

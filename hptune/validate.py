@@ -174,6 +174,8 @@ class _Checker:
                 spec = None if spec is None else spec.model_copy(update={"strategy": sec["strategy"]})
             grid = self.check_strategy(sec["strategy"], search_space)
             points = self.check_start_from(sec["strategy"], overrides.start_from, search_space, fixed)
+            if grid is not None and sec.get("refine") is not None:
+                self.add(("refine",), "a grid runs every point already: refine is for the other kinds")
         if spec is None or self.issues or data is None or estimator is None or task is None:
             return None
         # Last, on a file valid in every other way: the real split, as the run will make it.

@@ -147,7 +147,7 @@ def refine_stage(handle: Any, rules: Any) -> tuple[Stage, Any] | None:
     from hptune.stopping import Budget, StopRules
 
     spec, study = handle.exp.spec, handle.study
-    stored = study.user_attrs.get(STUDY_REFINE)
+    stored = _wait_for_the_claimant(handle)
     if stored is None:
         trials = handle.trials()
         best = handle.goal.best_trial(trials)
@@ -156,7 +156,28 @@ def refine_stage(handle: Any, rules: Any) -> tuple[Stage, Any] | None:
         complete = sorted((t for t in trials if t.state.name == "COMPLETE"), key=handle.goal.rank_key, reverse=True)
         space, allowed = narrow(spec.search_space, best, complete[: spec.refine.top], spec.refine.shrink)
         study.set_user_attr(STUDY_REFINE, to_attr(rules.ledger(study).started(), space, allowed))
-        stored = study.user_attrs[STUDY_REFINE]  # another machine's, if it got there first
+        stored = study.user_attrs[STUDY_REFINE]
     after, stage = from_attr(stored, spec.search_space)
     budget = Budget(after + spec.refine.n_trials, grid=False)
     return stage, StopRules(budget, spec.strategy, rules.goal, None, StopSpec(target=spec.stop.target))
+
+
+def _wait_for_the_claimant(handle: Any, patience: float = 60.0) -> dict[str, Any] | None:
+    """The stored refine stage; None when this process is to compute it. Of the processes that
+    reach the stage together one claims it (as the grid queue is claimed); the others wait for
+    what it stores (or, if it died first, compute it themselves after ``patience`` seconds)."""
+    import time
+
+    from hptune.storage import claim
+    from hptune.study import claim_prefix
+
+    study = handle.study
+    if STUDY_REFINE in study.user_attrs or claim(handle.storage, f"{claim_prefix(handle.exp.spec.name)}refine"):
+        return study.user_attrs.get(STUDY_REFINE)
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        stored = study.user_attrs.get(STUDY_REFINE)
+        if stored is not None:
+            return stored
+    return None

@@ -582,7 +582,9 @@ strategy: {{kind: bayesian, n_trials: 10000}}
 def refine(profile: dict[str, Any], work: Path) -> list[Row]:
     """Whether a main search followed by a refine stage (40 + 20 trials) finds a better best CV
     score than plain TPE with the same total budget (60 trials), seed by seed, on two tasks with
-    continuous spaces. The same folds, seed and (default) pruner on both sides; shown, not a goal."""
+    continuous spaces. The same folds, seed and (default) pruner on both sides; shown, not a goal.
+    With the same seed both sides run the same first 40 trials, so a tie means neither the
+    refine stage nor TPE's next 20 trials improved on them."""
     import sklearn.svm  # noqa: F401  (imported before the first timed run, not during it)
     import yaml
 

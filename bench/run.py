@@ -40,16 +40,19 @@ PROFILES: dict[str, dict[str, Any]] = {
                  budget=40, seeds=5, loop_trials=150, loop_reps=5, scaling_trials=40, scaling_reps=5,
                  memory_rows=50_000, startup_reps=10, wide_rows=2930, wide_alphas=25,
                  growth_trials=2000, growth_early=(50, 150), growth_late=100,
-                 prune_trials=60, prune_seeds=3, prune_peer_seeds=3, prune_candidates=60),
+                 prune_trials=60, prune_seeds=3, prune_peer_seeds=3, prune_candidates=60,
+                 refine_search=40, refine_trials=20, refine_seeds=5),
     "quick": dict(reps=1, grid_c=[0.1, 10, 1000], grid_gamma=[1e-4, 1e-3, 1e-2],
                   budget=15, seeds=2, loop_trials=60, loop_reps=2, scaling_trials=12, scaling_reps=1,
                   memory_rows=20_000, startup_reps=3, wide_rows=2930, wide_alphas=25,
                   growth_trials=400, growth_early=(50, 150), growth_late=100,
-                  prune_trials=30, prune_seeds=1, prune_peer_seeds=1, prune_candidates=60),
+                  prune_trials=30, prune_seeds=1, prune_peer_seeds=1, prune_candidates=60,
+                  refine_search=40, refine_trials=20, refine_seeds=2),
     "tiny": dict(reps=1, grid_c=[1, 10], grid_gamma=[1e-3, 1e-2], budget=3, seeds=1, loop_trials=4, loop_reps=1,
                  scaling_trials=2, scaling_reps=1, memory_rows=500, startup_reps=1, wide_rows=300, wide_alphas=2,
                  growth_trials=20, growth_early=(5, 10), growth_late=5,
-                 prune_trials=6, prune_seeds=1, prune_peer_seeds=1, prune_candidates=9),
+                 prune_trials=6, prune_seeds=1, prune_peer_seeds=1, prune_candidates=9,
+                 refine_search=4, refine_trials=2, refine_seeds=1),
 }
 
 
@@ -574,6 +577,75 @@ strategy: {{kind: bayesian, n_trials: 10000}}
     return rows
 
 
+# -- 2c. the refine stage (issue 11) -----------------------------------------------------------
+
+def refine(profile: dict[str, Any], work: Path) -> list[Row]:
+    """Whether a main search followed by a refine stage (40 + 20 trials) finds a better best CV
+    score than plain TPE with the same total budget (60 trials), seed by seed, on two tasks with
+    continuous spaces. The same folds, seed and (default) pruner on both sides; shown, not a goal.
+    With the same seed both sides run the same first 40 trials, so a tie means neither the
+    refine stage nor TPE's next 20 trials improved on them."""
+    import sklearn.svm  # noqa: F401  (imported before the first timed run, not during it)
+    import yaml
+
+    import hptune.runner  # noqa: F401
+
+    search, extra, seeds = profile["refine_search"], profile["refine_trials"], range(profile["refine_seeds"])
+    total = search + extra
+    rows = []
+    for name in ("svc-digits", "svr-diabetes"):
+        task = TASKS[name]
+        base = f"""
+data: {{{task['data']}, test_size: 0}}
+model: {{estimator: {task['estimator']}, preprocessing: none}}
+search_space:
+{task['space']}
+metric: {task['metric']}
+cv: {{folds: 3, shuffle: true, train_scores: false}}
+"""
+        specs = {
+            "refine": write_spec(work, f"refine-{name}", f"name: refine-{name}{base}"
+                                 f"strategy: {{kind: bayesian, n_trials: {search}}}\n"
+                                 f"refine: {{n_trials: {extra}}}\n"),
+            "plain": write_spec(work, f"plain-{name}", f"name: plain-{name}{base}"
+                                f"strategy: {{kind: bayesian, n_trials: {total}}}\n"),
+        }
+        scores: dict[str, list[float]] = {"refine": [], "plain": []}
+        walls: dict[str, list[float]] = {"refine": [], "plain": []}
+        from_refine = 0
+        for seed in seeds:
+            # Alternate which side runs first, so warm caches do not favour one side.
+            for label in ("refine", "plain") if seed % 2 == 0 else ("plain", "refine"):
+                out = work / f"{label}-{name}-{seed}"
+                started = time.perf_counter()
+                result = _run_library(specs[label], out, seed=seed)
+                walls[label].append(time.perf_counter() - started)
+                best = yaml.safe_load((out / "best.yaml").read_text())
+                if abs(float(best["cv_score"]) - result.cv_score) > 1e-12:
+                    raise RuntimeError(f"{out}: best.yaml's cv_score is not the run's")
+                scores[label].append(float(best["cv_score"]))
+                if label == "refine":
+                    from_refine += best.get("stage") == "refine"
+        pairs = list(zip(scores["refine"], scores["plain"], strict=True))
+        won = sum(r > p + 1e-12 for r, p in pairs)
+        lost = sum(r < p - 1e-12 for r, p in pairs)
+        differences = [r - p for r, p in pairs]
+        rows.append(Row(
+            f"{name}, 3 folds, {len(pairs)} seeds, {search}+{extra} refine vs {total} plain TPE trials",
+            f"median best CV {task['metric']} (higher is better), TPE + refine stage",
+            median(scores["refine"]), median(scores["plain"]), f"hptune plain TPE, {total} trials", None,
+            len(pairs), "", None,
+            "per seed, refine vs plain: " + "; ".join(f"{r:.4f} vs {p:.4f}" for r, p in pairs)
+            + f"; refine won {won}, tied {len(pairs) - won - lost}, lost {lost}; "
+            f"median difference {median(differences):+.4f}; best from the refine stage in {from_refine} "
+            f"of {len(pairs)} seeds; wall time (in-process run, median) {median(walls['refine']):.1f} s "
+            f"vs {median(walls['plain']):.1f} s",
+            {"hptune": scores["refine"], "peer": scores["plain"], "difference": differences,
+             "hptune wall": walls["refine"], "peer wall": walls["plain"]},
+        ))
+    return rows
+
+
 # -- 3. a plain Optuna loop ----------------------------------------------------------------
 
 def against_optuna_loop(profile: dict[str, Any], work: Path) -> list[Row]:
@@ -999,7 +1071,7 @@ def write_reports(rows: list[Row], profile_name: str, seconds: float, out_dir: P
 
 
 MEASURES = [against_gridsearch, against_gridsearch_wide, search_quality, trials_to_grid_best, against_optuna_loop,
-            pruning, parallel_scaling, study_growth, startup, memory]
+            pruning, refine, parallel_scaling, study_growth, startup, memory]
 
 
 def main() -> None:

@@ -83,7 +83,8 @@ def test_refine_is_refused_with_a_grid(write_spec) -> None:
 
 
 @pytest.mark.slow
-def test_an_interrupted_refine_stage_resumes_in_the_same_narrowed_space(write_spec, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
+def test_an_interrupted_refine_stage_resumes_in_the_same_narrowed_space(signum, write_spec, tmp_path: Path) -> None:
     out = tmp_path / "out"
     spec = write_spec(SPEC.format(n_trials=6, refine="refine: {n_trials: 10}"))
     process = subprocess.Popen([sys.executable, "-m", "hptune", "run", str(spec), "--out", str(out)],
@@ -97,9 +98,9 @@ def test_an_interrupted_refine_stage_resumes_in_the_same_narrowed_space(write_sp
         if len([t for t in trials if t.user_attrs.get("hptune_stage") == "refine" and t.state.is_finished()]) >= 2:
             break
         time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
+    assert process.returncode == (130 if signum == signal.SIGINT else -signal.SIGKILL), stderr
     stored = _study(out).user_attrs[STUDY_REFINE]
     resumed = run_cli("run", spec, "--out", out)
     assert resumed.exit_code == 0, resumed

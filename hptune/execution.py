@@ -189,6 +189,26 @@ class Search:
         return waited
 
 
+def refine_after(
+    search: Search, rules: StopRules, on_progress: Callable[[Progress], None] | None, refit_ahead: bool
+) -> tuple[StopRules, Search]:
+    """The refine stage after ``search`` (unless a failure limit stopped it): its rules and its
+    Search, or the main ones when there is nothing to refine."""
+    from hptune.refine import refine_stage
+    from hptune.stopping import StopReason
+
+    handle = search.handle
+    stop = rules.check(handle.study)
+    found = None if stop is not None and stop.reason is StopReason.FAILURES else refine_stage(handle, rules)
+    if found is None:
+        return rules, search
+    stage, refine_rules = found
+    refined = Search(handle, search.setup, refine_rules, on_progress, refit_ahead=refit_ahead,
+                     wait_for_others=search.wait_for_others, stage=stage)
+    refined.run()
+    return refine_rules, refined
+
+
 def optimize_here(
     study: Any,
     exp: ValidatedExperiment,

@@ -21,7 +21,7 @@ from hptune import __version__, housekeeping, outputs, refine, results
 from hptune import storage as storage_mod
 from hptune.crossval import Setup, prepare
 from hptune.errors import RunFailedError, RunInterruptedError, UsageError
-from hptune.execution import Progress, Search
+from hptune.execution import Progress, Search, refine_after
 from hptune.fingerprint import digest, fingerprint_parts
 from hptune.refit import Refit, refit_trial
 from hptune.samplers import pruner_name
@@ -110,7 +110,7 @@ def run_experiment(
         if not refine.started(handle.study):
             search.run()
         if refining:
-            rules, search = _refine(handle, setup, rules, on_progress, search, refit_ahead=True)
+            rules, search = refine_after(search, rules, on_progress, refit_ahead=True)
     except KeyboardInterrupt:
         interrupted = True
     timings = {"setup": setup_seconds, "search": time.perf_counter() - search_clock}
@@ -167,7 +167,7 @@ def run_worker(
         if not refine.started(handle.study):
             search.run()
         if exp.spec.refine is not None:
-            rules, _ = _refine(handle, setup, rules, on_progress, search, refit_ahead=False)
+            rules, _ = refine_after(search, rules, on_progress, refit_ahead=False)
     except KeyboardInterrupt:
         raise RunInterruptedError(
             f"worker interrupted; its trial in flight is queued again in {handle.where}"
@@ -192,21 +192,6 @@ def finalize_experiment(exp: ValidatedExperiment) -> RunResult:
         error.result = result
         raise error
     return result
-
-
-def _refine(
-    handle: StudyHandle, setup: Setup, rules: StopRules, on_progress: Any, search: Search, refit_ahead: bool
-) -> tuple[StopRules, Search]:
-    """The refine stage after the main search (unless a failure limit stopped it)."""
-    stop = rules.check(handle.study)
-    found = None if stop is not None and stop.reason is StopReason.FAILURES else refine.refine_stage(handle, rules)
-    if found is None:
-        return rules, search
-    stage, refine_rules = found
-    refined = Search(handle, setup, refine_rules, on_progress, refit_ahead=refit_ahead,
-                     wait_for_others=search.wait_for_others, stage=stage)
-    refined.run()
-    return refine_rules, refined
 
 
 # -- the end of a run ----------------------------------------------------------------------

@@ -26,6 +26,7 @@ from hptune.refine import AllowedChoices, Stage
 from hptune.refit import Refit, refit_trial
 from hptune.samplers import make_sampler, pruner_name
 from hptune.stopping import StopRules
+from hptune.storage import sync_journals
 from hptune.study import StudyHandle, available_cores, load_for_worker
 from hptune.trials import ATTR_WORKER, finished, is_skipped
 from hptune.validate import ValidatedExperiment
@@ -273,6 +274,8 @@ def _worker_main(
         optimize_here(study, exp, setup, goal, rules, threads, callbacks=[], stage=stage)
     except KeyboardInterrupt:
         sys.exit(130)
+    finally:
+        sync_journals()  # now, not when the exit has waited for the pending fsync
 
 
 def _describe_running(trial: Any) -> str:

@@ -23,6 +23,7 @@ from hptune.trials import (
     error_text,
     failed_by_raising,
     shown,
+    trial_warnings,
 )
 
 TRIALS_FILE = "trials.csv"
@@ -96,6 +97,7 @@ def trials_table(
             else None
         )
         row["error"] = error_text(trial)
+        row["warnings"] = "; ".join(trial_warnings(trial)) or None
         rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:

@@ -114,6 +114,7 @@ def run_experiment(
     except KeyboardInterrupt:
         interrupted = True
     timings = {"setup": setup_seconds, "search": time.perf_counter() - search_clock}
+    storage_mod.sync_journals()  # every trial's end on disk before the outputs describe them
     stop = Stop(StopReason.INTERRUPTED) if interrupted else (rules.check(handle.study) or Stop(StopReason.BUDGET))
 
     resume_hint = "run the same command again to resume" + (" (without --fresh)" if options.fresh else "")

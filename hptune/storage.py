@@ -24,6 +24,17 @@ HEARTBEAT_GRACE = 20
 _CREATE_ATTEMPTS = 12
 
 
+def sync_journals() -> None:
+    """Force to disk every trial's end this process's journals still hold back (a journal
+    fsyncs at most every half second: hptune.journal). Before the outputs name the study, and
+    before an exit that would not wait for the pending fsync."""
+    import sys
+
+    journal = sys.modules.get("hptune.journal")  # not imported: no journal opened, nothing held back
+    if journal is not None:
+        journal.sync_pending()
+
+
 def is_database_url(url: str | None) -> bool:
     return bool(url) and "://" in str(url)
 

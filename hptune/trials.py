@@ -12,7 +12,7 @@ from typing import Any
 ATTR_CV = "cv"  # fold-by-fold scores and timings
 ATTR_ERROR = "error"  # "ExceptionType: message" of a failed trial
 ATTR_TRACEBACK = "traceback"
-ATTR_WARNINGS = "warnings"  # distinct warnings the trial raised (first few)
+ATTR_WARNINGS = "warnings"  # distinct warnings a failed trial raised (first few; see trial_warnings)
 ATTR_WORKER = "hptune_worker"  # the process running the trial (hptune.processes; once "host:pid")
 ATTR_INTERRUPTED = "hptune_interrupted"  # cut short by Ctrl-C, SIGTERM or a dead process
 ATTR_SKIPPED = "hptune_skipped"  # asked for after the budget was spent; never ran
@@ -103,6 +103,13 @@ def error_text(trial: Any) -> str | None:
     if is_interrupted(trial):
         return "interrupted: its worker stopped sending heartbeats (killed or crashed)"
     return None
+
+
+def trial_warnings(trial: Any) -> list[str]:
+    """The distinct warnings a trial raised, one line each: kept with its scores when it ran to
+    an end (or was pruned), apart when it failed (and always apart in studies of hptune 0.1.0)."""
+    attrs = trial.user_attrs
+    return list(attrs.get(ATTR_WARNINGS) or (attrs.get(ATTR_CV) or {}).get(ATTR_WARNINGS) or [])
 
 
 def work_key(trial: Any, by_number: dict[int, Any] | None = None) -> str:

@@ -13,8 +13,8 @@ import yaml
 
 from hptune.crossval import fit_pipeline, prepare
 from hptune.execution import Search
+from hptune.finish import refit_best, summarise, write_outputs
 from hptune.refit import refit_trial
-from hptune.runner import _refit_best, _summarise, _write
 from hptune.stopping import Stop, StopReason, StopRules
 from hptune.study import open_study
 from hptune.validate import Overrides, load_experiment
@@ -77,9 +77,9 @@ def test_a_refit_of_a_trial_that_is_no_longer_the_best_is_not_shipped(write_spec
     early = refit_trial(exp, setup, stale, threads=1, during_search=True)
 
     rules = StopRules.for_experiment(exp)
-    summary = _summarise(exp, handle, setup)
-    fitted = _refit_best(exp, setup, summary, early, refit=True)
-    _write(exp, handle, setup, summary, Stop(StopReason.BUDGET), rules, fitted, datetime.now(timezone.utc), {})
+    summary = summarise(exp, handle, setup)
+    fitted = refit_best(exp, setup, summary, early, refit=True)
+    write_outputs(exp, handle, setup, summary, Stop(StopReason.BUDGET), rules, fitted, datetime.now(timezone.utc), {})
     run = json.loads((exp.output_dir / "run.json").read_text())
     assert run["best_trial"] == best.number and run["refit_during_search"] is False
     shipped = joblib.load(exp.output_dir / "model.joblib").named_steps["model"]

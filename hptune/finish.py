@@ -1,0 +1,267 @@
+"""The end of a run: summarise the study, refit the best, say how the run ended (its status),
+and write the set of outputs with the run's record (run.json's metadata).
+
+``hptune.runner`` puts these after the search; ``finalize`` calls them on a study alone.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from hptune import __version__, outputs, results
+from hptune import storage as storage_mod
+from hptune.crossval import Setup
+from hptune.fingerprint import digest, fingerprint_parts
+from hptune.refit import Refit, refit_trial
+from hptune.samplers import pruner_name
+from hptune.stopping import Stop, StopReason, StopRules
+from hptune.study import StudyHandle
+from hptune.trials import ATTR_STAGE
+from hptune.validate import ValidatedExperiment
+
+
+@dataclass
+class RunResult:
+    """What a run produced, for the CLI (or a notebook) to show."""
+
+    output_dir: Path
+    status: str
+    stop_reason: str | None
+    metric: str
+    best_trial: int | None
+    best_params: dict[str, Any]
+    cv_score: float | None
+    cv_std: float | None
+    train_score: float | None
+    test_score: float | None
+    table: Any
+    counts: dict[str, int]
+    files: dict[str, Path]
+    failures: list[tuple[str, int, str]] = field(default_factory=list)
+    refit_warnings: list[str] = field(default_factory=list)
+    resumed_from: int = 0
+    moved_aside: str | None = None
+    model_trial: int | None = None  # the trial model.joblib holds (an earlier best after Ctrl-C)
+    partial_reason: str | None = None  # why status is "partial": budget not spent, trials running
+    stop_detail: str = ""  # what made the search stop, with the figures
+    strategy: str = ""  # the kind that ran (what auto chose, when it was auto)
+    auto_strategy: str | None = None  # why auto chose it
+
+
+
+def summarise(exp: ValidatedExperiment, handle: StudyHandle, setup: Setup) -> outputs.Summary:
+    spec = exp.spec
+    return outputs.summarise(
+        handle.trials(), handle.goal, list(spec.search_space), setup.ctx.metrics, spec.cv.train_scores, spec.search_space,
+        stages=spec.refine is not None,
+    )
+
+
+def refit_best(
+    exp: ValidatedExperiment, setup: Setup, summary: outputs.Summary, early: Refit | None, refit: bool
+) -> Refit | None:
+    """The best trial refitted: the refit made while the last trials ran when it is of the
+    best trial (even when no refit was asked for: it is done already), else a new one."""
+    best = summary.best
+    if best is None:
+        return None
+    if early is not None and early.trial == best.number:
+        return early
+    return refit_trial(exp, setup, best) if refit else None
+
+
+def _status(stop: Stop | None, summary: outputs.Summary, handle: StudyHandle, rules: StopRules) -> tuple[str, str | None]:
+    """The run's status, and why it is partial when it is: complete means the budget is
+    spent and no trial still runs (one may yet become the best)."""
+    from optuna.trial import TrialState
+
+    if stop is not None and stop.reason is StopReason.INTERRUPTED:
+        return "interrupted", None
+    if stop is not None and stop.reason is StopReason.FAILURES:
+        return "stopped", None
+    if summary.best is None:
+        return "failed", None
+    trials = handle.trials()
+    running = [t for t in trials if t.state == TrialState.RUNNING]
+    live = [t for t in running if _may_still_run(t, handle)]
+    if live:
+        return "partial", f"{len(live)} trial(s) of the study are still running (one may yet be the best)"
+    if stop is not None and stop.reason in (StopReason.TIMEOUT, StopReason.TARGET, StopReason.PATIENCE):
+        return "complete", None  # a rule the user set ended the search before the budget
+    # A dead process's trial (failed when the study is next opened) did not spend its share.
+    gone = {t.number for t in running} - {t.number for t in live}
+    counted = [t for t in trials if t.number not in gone]
+    target = rules.budget.target(rules.ledger(handle.study))
+    if rules.ledger(handle.study, counted).started() < target:
+        return "partial", f"the study has not spent its budget of {target} trials ({summary.counts['complete']} complete)"
+    return "complete", None
+
+
+def _may_still_run(trial: Any, handle: StudyHandle) -> bool:
+    """A RUNNING trial of a journal whose process is gone will never finish (the next run
+    fails it); on a database only the heartbeat can tell, so it may."""
+    from hptune.processes import is_alive
+    from hptune.trials import ATTR_WORKER
+
+    worker = trial.user_attrs.get(ATTR_WORKER)
+    return not handle.journal or worker is None or is_alive(str(worker), trial.datetime_start)
+
+
+def write_outputs(
+    exp: ValidatedExperiment,
+    handle: StudyHandle,
+    setup: Setup,
+    summary: outputs.Summary,
+    stop: Stop | None,
+    rules: StopRules,
+    fitted: Refit | None,
+    started_at: datetime,
+    timings: dict[str, float],
+) -> RunResult:
+    """Write the set of outputs (see hptune.outputs for the rule that keeps it coherent)."""
+    spec = exp.spec
+    goal = handle.goal
+    best = summary.best
+    status, partial_reason = _status(stop, summary, handle, rules)
+    if fitted is not None:
+        timings = {**timings, "refit": fitted.seconds}
+    test_scores = fitted.test_scores if fitted is not None else {}
+    test_score = test_scores.get(goal.metric)
+    metadata = _metadata(exp, handle, setup, started_at, status, stop)
+    document = None
+    if best is not None:
+        assert summary.cv_score is not None and summary.cv_std is not None
+        document = results.best_document(
+            name=spec.name,
+            estimator=exp.estimator_path,
+            preprocessing=spec.model.preprocessing,
+            metric=goal.metric,
+            trial_number=best.number,
+            cv_score=summary.cv_score,
+            cv_std=summary.cv_std,
+            train_score=summary.train_score,
+            test_score=test_score,
+            params={**exp.fixed_params, **summary.best_params},
+            stage=None if spec.refine is None else best.user_attrs.get(ATTR_STAGE, "search"),
+        )
+        metadata.update(
+            best_trial=best.number,
+            cv_score=summary.cv_score,
+            cv_std=summary.cv_std,
+            train_score=summary.train_score,
+            test_score=test_score,
+            test_scores=test_scores,
+            model_refitted=fitted is not None,
+        )
+        if fitted is not None:
+            metadata["refit_during_search"] = fitted.during_search
+            metadata["refit_warnings"] = fitted.warnings
+    if partial_reason is not None:
+        metadata["partial_because"] = partial_reason
+    finished_at = datetime.now(timezone.utc)
+    metadata["finished_at"] = finished_at.isoformat(timespec="seconds")
+    metadata["duration_seconds"] = round((finished_at - started_at).total_seconds(), 3)
+    metadata["timings_seconds"] = {k: round(v, 3) for k, v in timings.items()}
+    metadata["trials"] = summary.counts
+    files = outputs.write_set(exp.output_dir, summary, document, fitted, metadata)
+    if handle.journal:
+        files["study"] = exp.output_dir / results.STUDY_FILE
+    return RunResult(
+        output_dir=exp.output_dir,
+        status=status,
+        stop_reason=None if stop is None else stop.reason.value,
+        stop_detail="" if stop is None else stop.detail,
+        strategy=exp.spec.strategy.kind,
+        auto_strategy=exp.auto_strategy,
+        metric=goal.metric,
+        best_trial=None if best is None else best.number,
+        best_params=summary.best_params,
+        cv_score=summary.cv_score,
+        cv_std=summary.cv_std,
+        train_score=summary.train_score,
+        test_score=test_score,
+        table=summary.table,
+        counts=summary.counts,
+        files=files,
+        failures=summary.failures,
+        refit_warnings=fitted.warnings if fitted is not None else [],
+        model_trial=metadata.get("model_trial"),
+        partial_reason=partial_reason,
+    )
+
+
+def _metadata(
+    exp: ValidatedExperiment, handle: StudyHandle, setup: Setup, started_at: datetime, status: str, stop: Stop | None
+) -> dict[str, Any]:
+    spec = exp.spec
+    return {
+        "status": status,
+        "stop_reason": None if stop is None else stop.reason.value,
+        "stop_detail": None if stop is None else stop.detail,
+        "hptune": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": {
+            name: _version(name)
+            for name in ("scikit-learn", "optuna", "numpy", "pandas", "scipy", "pydantic", "joblib")
+        },
+        "experiment": {
+            "name": spec.name,
+            "file": str(exp.path),
+            "file_sha256": exp.file_sha256,
+            "fingerprint": digest(fingerprint_parts(exp)),
+        },
+        "data": {
+            "source": exp.data.source,
+            "sha256": exp.data.sha256,
+            "rows": exp.data.n_rows,
+            "features": int(exp.data.X.shape[1]),
+            "train_rows": len(setup.split.y_train),
+            "test_rows": 0 if setup.split.y_test is None else len(setup.split.y_test),
+            # What each process could keep of the folds between trials (strategy.cache_mb).
+            "fold_cache_mb_per_process": round(setup.ctx.cache_bytes / 2**20, 1),
+        },
+        "study": {
+            "name": spec.name,
+            "storage": handle.where,  # a database URL with its password masked
+            "sampler": spec.strategy.kind,
+            "chosen_by_auto": exp.auto_strategy,  # why strategy.kind: auto chose it (null: not auto)
+            "pruner": pruner_name(spec.strategy),
+            "start_from": [point.source for point in exp.start_points],
+            "workers": handle.workers,
+        },
+        "command": [_mask_argument(a) for a in sys.argv],
+        "started_at": started_at.isoformat(timespec="seconds"),
+    }
+
+
+def _mask_argument(argument: str) -> str:
+    return storage_mod.mask_url(argument) if storage_mod.is_database_url(argument) else argument
+
+
+def all_failed_message(failures: list[tuple[str, int, str]]) -> str:
+    total = sum(count for _, count, _ in failures)
+    if not failures:
+        return "no trial completed (the time budget may have run out before the first one finished)"
+    message, count, _ = failures[0]
+    lines = [
+        f"all {total} trials failed; the model is likely misconfigured. "
+        f"Most common error ({count} of {total}): {message}"
+    ]
+    for other, other_count, _ in failures[1:3]:
+        lines.append(f"  also ({other_count}x): {other}")
+    return "\n".join(lines)
+
+
+def _version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None

@@ -80,10 +80,13 @@ class CVContext:
     train_scores: bool
     positive_class: Any = None  # data.positive_class: the pos_label of binary metrics
     cache_bytes: int = FALLBACK_CACHE_BYTES  # what this process may keep of folds (see prepare)
+    measure_size: bool = False  # each fold's fitted pipeline's pickled size (constraints: max_model_mb)
+    measure_predict: bool = False  # seconds per test row (objectives: predict_time)
     _scorer: Any = field(default=None, repr=False)
     _fold_data: dict[int, tuple[Any, Any, Any, Any]] = field(default_factory=dict, repr=False)
     _preprocessed: dict[int, tuple[Any, Any, Any, Any]] = field(default_factory=dict, repr=False)
     _preprocessed_too_big: bool = field(default=False, repr=False)
+    _preprocess_mb: dict[int, float] = field(default_factory=dict, repr=False)  # of each cached fold's preprocessing
 
     def fold_data(self, index: int) -> tuple[Any, Any, Any, Any]:
         """(X_train, y_train, X_test, y_test) of fold ``index``, sliced once per process.
@@ -125,8 +128,22 @@ class CVContext:
             self._preprocessed_too_big = True
             return self.pipeline, data
         self._preprocessed[index] = prepared
+        if self.measure_size:
+            from hptune.constraints import pickled_mb
+
+            self._preprocess_mb[index] = pickled_mb(preprocess)
         self._fold_data.pop(index, None)  # the raw slices are not needed again
         return self.pipeline.named_steps[MODEL_STEP], prepared
+
+    def pipeline_mb(self, index: int, fitted: Any) -> float:
+        """The pickled size of the pipeline ``fitted`` stands for on fold ``index``: the whole
+        pipeline, or the model step plus the fold's cached preprocessing."""
+        from hptune.constraints import pickled_mb
+
+        size = pickled_mb(fitted)
+        if index in self._preprocessed:  # the trial fitted the model step on the cached output
+            size += self._preprocess_mb.get(index, 0.0)
+        return size
 
     @property
     def scorer(self) -> Any:
@@ -144,13 +161,20 @@ class CVResult:
     train: dict[str, list[float]]
     fit_time: list[float]
     score_time: list[float]
+    model_mb: list[float] = field(default_factory=list)  # measured only when the context asks
+    predict_time: list[float] = field(default_factory=list)  # seconds per test row, likewise
 
     def mean_test(self, metric: str) -> float:
         values = self.test[metric]
         return sum(values) / len(values)
 
     def to_attr(self) -> dict[str, Any]:
-        return {"test": self.test, "train": self.train, "fit_time": self.fit_time, "score_time": self.score_time}
+        attr = {"test": self.test, "train": self.train, "fit_time": self.fit_time, "score_time": self.score_time}
+        if self.model_mb:
+            attr["model_mb"] = self.model_mb
+        if self.predict_time:
+            attr["predict_time"] = self.predict_time
+        return attr
 
 
 def fit_pipeline(ctx: CVContext, params: dict[str, Any], X: Any, y: Any, threads: int | None = None) -> Any:
@@ -190,10 +214,14 @@ def cross_validate_folds(
         estimator.set_params(**(pipeline_params(params) if template is ctx.pipeline else params))
         estimator.fit(X_train, y_train)
         result.fit_time.append(time.perf_counter() - started)
+        if ctx.measure_size:
+            result.model_mb.append(ctx.pipeline_mb(index, estimator))
         started = time.perf_counter()
         for metric, value in ctx.scorer(estimator, X_test, y_test).items():
             result.test[metric].append(float(value))
         result.score_time.append(time.perf_counter() - started)
+        if ctx.measure_predict:  # the scorer predicts once for every metric: predicting is most of it
+            result.predict_time.append(result.score_time[-1] / len(y_test))
         if ctx.train_scores:
             for metric, value in ctx.scorer(estimator, X_train, y_train).items():
                 result.train[metric].append(float(value))
@@ -229,11 +257,13 @@ def prepare(exp: ValidatedExperiment) -> Setup:
         X=split.X_train,
         y=split.y_train,
         folds=folds,
-        metrics=[exp.metric, *spec.extra_metrics],
+        metrics=exp.metrics,
         train_scores=spec.cv.train_scores,
         positive_class=spec.data.positive_class,
         # Every worker process keeps its own cache: the budget is split between them.
         cache_bytes=cache_bytes_per_process(spec.strategy.cache_mb, worker_count(spec.strategy.n_jobs)),
+        measure_size="model_mb" in exp.objectives or (spec.constraints is not None and spec.constraints.max_model_mb is not None),
+        measure_predict="predict_time" in exp.objectives,
     )
     return Setup(split, ctx)
 

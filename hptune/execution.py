@@ -336,7 +336,7 @@ class _ProgressReporter:
             return
         ledger = self.rules.ledger(self.handle.study)
         done = ledger.finished
-        state = (done, None if ledger.best is None else float(ledger.best.value))
+        state = (done, None if ledger.best is None else self.rules.goal.score(ledger.best))
         if started and waiting_for is None and state == self.last:
             return
         self.last = state

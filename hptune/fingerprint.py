@@ -56,6 +56,8 @@ def fingerprint_parts(exp: ValidatedExperiment) -> dict[str, str]:
     }
     if spec.refine is not None:  # a part only when set: studies without it keep their fingerprint
         parts["refine"] = _meaning(spec.refine)
+    if spec.objectives is not None:  # what each trial's values are (select only picks among them)
+        parts["objectives"] = list(spec.objectives)
     return {name: digest(value)[:16] for name, value in parts.items()}
 
 

@@ -51,6 +51,11 @@ class RunResult:
     stop_detail: str = ""  # what made the search stop, with the figures
     strategy: str = ""  # the kind that ran (what auto chose, when it was auto)
     auto_strategy: str | None = None  # why auto chose it
+    overfit_gap: float | None = None  # the best's train score minus its CV score
+    overfit_warning: str | None = None  # said when that gap is large (hptune.constraints)
+    feasible: int | None = None  # complete trials that keep every limit (None: no constraints)
+    infeasible_because: list[str] = field(default_factory=list)  # per limit, when no trial kept them all
+    objectives: dict[str, Any] | None = None  # run.json's objectives record, with several objectives
 
 
 
@@ -85,7 +90,7 @@ def _status(stop: Stop | None, summary: outputs.Summary, handle: StudyHandle, ru
     if stop is not None and stop.reason is StopReason.FAILURES:
         return "stopped", None
     if summary.best is None:
-        return "failed", None
+        return ("infeasible" if summary.counts["complete"] else "failed"), None
     trials = handle.trials()
     running = [t for t in trials if t.state == TrialState.RUNNING]
     live = [t for t in running if _may_still_run(t, handle)]
@@ -148,6 +153,8 @@ def write_outputs(
             test_score=test_score,
             params={**exp.fixed_params, **summary.best_params},
             stage=None if spec.refine is None else best.user_attrs.get(ATTR_STAGE, "search"),
+            objectives=goal.objectives,
+            select=goal.select,
         )
         metadata.update(
             best_trial=best.number,
@@ -161,6 +168,11 @@ def write_outputs(
         if fitted is not None:
             metadata["refit_during_search"] = fitted.during_search
             metadata["refit_warnings"] = fitted.warnings
+    trials = handle.trials()
+    honesty = _honesty(goal, summary, trials, exp.spec.cv.train_scores)
+    metadata.update({key: value for key, value in honesty.items() if key != "warning"})
+    if goal.multi:
+        metadata["objectives"] = _objectives_record(goal, best, trials)
     if partial_reason is not None:
         metadata["partial_because"] = partial_reason
     finished_at = datetime.now(timezone.utc)
@@ -192,7 +204,52 @@ def write_outputs(
         refit_warnings=fitted.warnings if fitted is not None else [],
         model_trial=metadata.get("model_trial"),
         partial_reason=partial_reason,
+        overfit_gap=summary.overfit_gap,
+        overfit_warning=honesty.get("warning"),
+        feasible=honesty["constraints"]["feasible"] if "constraints" in honesty else None,
+        infeasible_because=honesty["constraints"].get("broken", []) if "constraints" in honesty else [],
+        objectives=metadata.get("objectives"),
     )
+
+
+def _objectives_record(goal: Any, best: Any, trials: list[Any]) -> dict[str, Any]:
+    """run.json's ``objectives``: each one and its direction, the rule that chose the best,
+    the Pareto trials, and the best's values."""
+    return {
+        "names": list(goal.objectives),
+        "directions": goal.directions,
+        "select": goal.select,
+        "pareto_trials": [t.number for t in goal.pareto_front(trials)],
+        "best_values": None if best is None else dict(zip(goal.objectives, best.values, strict=True)),
+    }
+
+
+def _honesty(goal: Any, summary: outputs.Summary, trials: list[Any], train_scores: bool) -> dict[str, Any]:
+    """run.json's ``overfit_gap`` (with its threshold) and ``constraints`` (the limits, how
+    many complete trials kept them, and when none did, how each was broken); ``warning``:
+    what the summary says when the best's gap is above the threshold."""
+    from optuna.trial import TrialState
+
+    from hptune.constraints import overfit_warning_threshold
+
+    record: dict[str, Any] = {}
+    if train_scores and summary.overfit_gap is not None and summary.cv_score is not None:
+        limit = goal.limits.max_overfit_gap if goal.limits is not None else None
+        threshold = overfit_warning_threshold(goal.metric, summary.cv_score, limit)
+        record["overfit_gap"] = {"best": summary.overfit_gap, "warning_above": threshold}
+        if summary.overfit_gap > threshold:
+            record["warning"] = (
+                f"overfitting: the best trial's train {goal.metric} is {summary.overfit_gap:.4g} above its cv "
+                f"{goal.metric} (more than {threshold:.4g}); constraints: {{max_overfit_gap: {threshold:.3g}}} "
+                "makes such trials infeasible, so the search looks for one that generalises"
+            )
+    if goal.limits is not None:
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        feasible = [t for t in complete if goal.limits.feasible(t)]
+        record["constraints"] = {"limits": goal.limits.given, "complete": len(complete), "feasible": len(feasible)}
+        if complete and not feasible:
+            record["constraints"]["broken"] = goal.limits.broken(complete)
+    return record
 
 
 def _metadata(
@@ -244,7 +301,16 @@ def _mask_argument(argument: str) -> str:
     return storage_mod.mask_url(argument) if storage_mod.is_database_url(argument) else argument
 
 
-def all_failed_message(failures: list[tuple[str, int, str]]) -> str:
+def no_best_message(result: RunResult) -> str:
+    """Why a run has no best trial: none kept every constraint, or none completed."""
+    if result.infeasible_because:
+        complete = result.counts["complete"]
+        return "\n".join([f"no trial kept every constraint ({complete} complete trials):",
+                          *(f"  {line}" for line in result.infeasible_because)])
+    return _all_failed_message(result.failures)
+
+
+def _all_failed_message(failures: list[tuple[str, int, str]]) -> str:
     total = sum(count for _, count, _ in failures)
     if not failures:
         return "no trial completed (the time budget may have run out before the first one finished)"

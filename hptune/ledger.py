@@ -53,17 +53,22 @@ class Ledger:
     """The running totals of one study's trials, brought up to date by ``update``."""
 
     def __init__(
-        self, is_work: Callable[[dict[str, Any]], bool], rank_key: Callable[[Any], Any], min_delta: float = 0.0
+        self,
+        is_work: Callable[[dict[str, Any]], bool],
+        rank_key: Callable[[Any], Any],
+        min_delta: float = 0.0,
+        ranked: Callable[[Any], bool] | None = None,
     ) -> None:
         self._is_work = is_work  # stopping.Budget.is_work
         self._rank_key = rank_key  # ranking.Goal.rank_key: the highest is the best
+        self._ranked = ranked  # ranking.Goal.ranked: which complete trials may be the best (None: all)
         self._min_delta = min_delta  # what beating the best must beat it by, to count as progress
         self.seen = 0  # trials 0 .. seen-1 have been looked at
         self.open: dict[int, OpenTrial] = {}
         #: Trials that ran to an end and hold budget (``trials.finished``), and the failed ones.
         self.finished = 0
         self.failed = 0
-        self.best: Any | None = None  # the best complete trial
+        self.best: Any | None = None  # the best complete (and feasible) trial
         # For patience: the finished trials' numbers, sorted; every complete trial's (number,
         # value); and the lowest-numbered complete trial within min_delta of the best.
         self._finished_numbers: list[int] = []
@@ -120,14 +125,15 @@ class Ledger:
                     self._first_sorted.pop(bisect_left(self._first_sorted, first))
                 self._first_finished[key] = number
                 insort(self._first_sorted, number)
-        if trial.state.name != "COMPLETE":
-            return
-        self._complete.append((trial.number, trial.value))
+        if trial.state.name != "COMPLETE" or (self._ranked is not None and not self._ranked(trial)):
+            return  # patience counts what improves the best: a trial that cannot be it does not
+        value = self._rank_key(trial)[0]  # the score (with several objectives, the selected one's)
+        self._complete.append((trial.number, value))
         if self.best is None or self._rank_key(trial) > self._rank_key(self.best):
             self.best = trial
-            bar = trial.value - self._min_delta
-            self._near_best = min(number for number, value in self._complete if value >= bar)
-        elif trial.value >= self.best.value - self._min_delta and trial.number < (self._near_best or 0):
+            bar = value - self._min_delta
+            self._near_best = min(number for number, score in self._complete if score >= bar)
+        elif value >= self._rank_key(self.best)[0] - self._min_delta and trial.number < (self._near_best or 0):
             self._near_best = trial.number
 
     @property

@@ -8,6 +8,7 @@ import warnings
 from typing import Any
 
 from hptune import processes
+from hptune.constraints import measures
 from hptune.crossval import CVContext, CVResult, cross_validate_folds
 from hptune.errors import HptuneError
 from hptune.ranking import Goal
@@ -58,7 +59,7 @@ class Objective:
         #: caller once Optuna's loop, which catches every trial's exception, has stopped.
         self.fatal: Exception | None = None
 
-    def __call__(self, trial: Any) -> float:
+    def __call__(self, trial: Any) -> float | list[float]:
         # Asked per trial, not at import: forked workers import this module in their parent.
         trial.set_user_attr(ATTR_WORKER, processes.current())
         if self.stage != "search":
@@ -96,7 +97,9 @@ class Objective:
                 result = cross_validate_folds(self.ctx, params, report_and_ask if self.report_folds else None)
                 pruned = len(result.fit_time) < folds
                 if not pruned:
-                    value = self.goal.trial_value({metric: result.mean_test(metric) for metric in self.ctx.metrics})
+                    scores = {metric: result.mean_test(metric) for metric in self.ctx.metrics}
+                    measured = measures(result.to_attr(), main) if self.goal.multi else None
+                    value = self.goal.trial_value(scores, measured)
             except KeyboardInterrupt:
                 _record_interruption(trial)
                 raise
@@ -114,7 +117,13 @@ class Objective:
                 raise
         # A pruned trial's folds done, too. The warnings ride along: one write to the study
         # instead of two (each is a locked append to the journal, a statement on a database).
-        trial.set_user_attr(ATTR_CV, result.to_attr() | ({ATTR_WARNINGS: distinct_warnings(caught)} if caught else {}))
+        cv = result.to_attr()
+        trial.set_user_attr(ATTR_CV, cv | ({ATTR_WARNINGS: distinct_warnings(caught)} if caught else {}))
+        if self.goal.limits is not None:
+            # Optuna's own constraints (<= 0: kept), which TPE reads to steer away from
+            # infeasible regions; the outputs judge feasibility from the stored scores.
+            for key, excess in self.goal.limits.excess(cv).items():
+                trial.set_constraint(key, excess)
         if pruned:
             import optuna
 

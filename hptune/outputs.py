@@ -1,6 +1,7 @@
 """A run's output folder as one coherent set: summarise the trials, write the set, read it back.
 
-The set is trials.csv, best.yaml, model.joblib and run.json. Each file is written atomically,
+The set is trials.csv, best.yaml, model.joblib and run.json (and pareto.csv with several
+objectives). Each file is written atomically,
 and the set as a whole obeys one rule: **run.json is written last and names every file of the
 set with its sha256 and the trial it describes; before any file of a new set replaces an old
 one, the old run.json is removed.** So a folder with run.json holds a whole set (``load_run``
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hptune import results
+from hptune.constraints import overfit_gap
 from hptune.errors import HptuneError
 from hptune.ranking import Goal
 from hptune.refit import Refit
@@ -41,6 +43,7 @@ class Summary:
     cv_score: float | None = None
     cv_std: float | None = None
     train_score: float | None = None
+    overfit_gap: float | None = None  # the best's train score minus its CV score
 
 
 def summarise(
@@ -51,7 +54,7 @@ def summarise(
 
     from hptune.space import decode_params
 
-    table = results.trials_table(trials, param_names, metrics, train_scores, stages)
+    table = results.trials_table(trials, param_names, metrics, train_scores, stages, goal)
     summary = Summary(table, count_states(trials), results.group_failures(trials), goal.best_trial(trials))
     best = summary.best
     if best is not None:
@@ -60,6 +63,7 @@ def summarise(
         summary.cv_score = float(np.mean(cv["test"][goal.metric]))
         summary.cv_std = float(np.std(cv["test"][goal.metric]))
         summary.train_score = float(np.mean(cv["train"][goal.metric])) if train_scores else None
+        summary.overfit_gap = overfit_gap(cv, goal.metric)
     return summary
 
 
@@ -75,6 +79,10 @@ def write_set(
 
     payloads: dict[str, bytes] = {results.TRIALS_FILE: summary.table.to_csv(index=False).encode()}
     described: dict[str, dict[str, Any]] = {results.TRIALS_FILE: {"trials": len(summary.table)}}
+    if "pareto" in summary.table.columns:
+        front = summary.table[summary.table["pareto"] == True]  # noqa: E712 (True, False and None)
+        payloads[results.PARETO_FILE] = front.to_csv(index=False).encode()
+        described[results.PARETO_FILE] = {"trials": len(front)}
     if best_document is not None:
         payloads[results.BEST_FILE] = results.best_yaml_text(best_document).encode()
         described[results.BEST_FILE] = {"trial": best_document["trial"]}
@@ -88,6 +96,8 @@ def write_set(
         described[results.MODEL_FILE] = {"trial": _model_trial(out), "kept_from_an_earlier_run": True}
 
     (out / results.RUN_FILE).unlink(missing_ok=True)  # from here on, the old set is not whole
+    if results.PARETO_FILE not in payloads:
+        (out / results.PARETO_FILE).unlink(missing_ok=True)  # an earlier set's, with several objectives
     manifest: dict[str, dict[str, Any]] = {}
     for name, info in described.items():
         if name in payloads:
@@ -101,6 +111,8 @@ def write_set(
     metadata["files"] = manifest
     results.write_atomic(out / results.RUN_FILE, results.json_text(metadata))
     files = {"trials": out / results.TRIALS_FILE}
+    if results.PARETO_FILE in manifest:
+        files["pareto"] = out / results.PARETO_FILE
     if results.BEST_FILE in manifest:
         files["best"] = out / results.BEST_FILE
     if results.MODEL_FILE in manifest:

@@ -1,60 +1,146 @@
 """What the study optimises and which trial is best: decided here and nowhere else.
 
-Today there is one objective, the main metric, maximised (every scikit-learn scorer is
-"greater is better"; losses are negated). Constraints and several objectives change what
-the study is told and which trial wins, so they plug in here: the study's directions, the
-value a trial returns, the best trial, the table's ranks.
+One objective: the main metric, maximised (every scikit-learn scorer is "greater is better";
+losses are negated). Several (``objectives:``): scorers maximised, costs minimised, and the
+best is the Pareto trial ``select`` names. Either way only trials that keep the limits of
+``constraints:`` (feasible ones) may be the best. Here: the study's directions, the values a
+trial returns, the best trial, the Pareto front, the ranks.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hptune.constraints import Limits
 
 
 class TrialScoreError(ValueError):
     """A trial produced a score that cannot be ranked (NaN or infinite)."""
 
 
+#: Objectives that are not scorers: what a trial costs, minimised (hptune.constraints.measures).
+MEASURES = ("fit_time", "predict_time", "model_mb")
+#: ``select: knee``: the Pareto trial nearest the ideal point.
+KNEE = "knee"
+
+
 @dataclass(frozen=True)
 class Goal:
-    """One metric, maximised; the earliest trial wins a tie, as in GridSearchCV."""
+    """What the study optimises and which trial is best.
+
+    One objective (``objectives`` empty): ``metric``, maximised, among feasible trials; the
+    earliest trial wins a tie, as in GridSearchCV. Several: scorers maximised, measures
+    minimised; the best is the Pareto trial ``select`` names (an objective: the best on it;
+    ``knee``: the one nearest the ideal point), among feasible trials.
+    """
 
     metric: str
+    limits: Limits | None = None  # constraints: (None: every complete trial is feasible)
+    objectives: tuple[str, ...] = ()
+    select: str | None = None  # default: the first objective
 
     @classmethod
     def for_experiment(cls, exp: Any) -> Goal:
-        return cls(exp.metric)
+        from hptune.constraints import Limits
+
+        spec = exp.spec
+        objectives = tuple(spec.objectives or ())
+        return cls(exp.metric, Limits.for_experiment(spec, exp.metric), objectives,
+                   (spec.select or objectives[0]) if objectives else None)
+
+    @property
+    def multi(self) -> bool:
+        return len(self.objectives) > 1
 
     @property
     def directions(self) -> list[str]:
         """What Optuna's study is created with."""
-        return ["maximize"]
+        if not self.multi:
+            return ["maximize"]
+        return ["minimize" if name in MEASURES else "maximize" for name in self.objectives]
 
-    def trial_value(self, mean_scores: dict[str, float]) -> float:
-        """What the objective returns to Optuna, from the mean CV score of each metric."""
-        score = mean_scores[self.metric]
-        if not math.isfinite(score):
-            raise TrialScoreError(f"{self.metric} is {score} (not a finite number)")
-        return score
+    def trial_value(self, mean_scores: dict[str, float], measured: dict[str, float | None] | None = None) -> Any:
+        """What the objective returns to Optuna: the mean CV score, or with several objectives
+        one value per objective (``measured``: hptune.constraints.measures)."""
+        values = {**(measured or {}), **mean_scores}
+        names = self.objectives if self.multi else (self.metric,)
+        for name in names:
+            value = values.get(name)
+            if value is None or not math.isfinite(value):
+                raise TrialScoreError(f"{name} is {value} (not a finite number)")
+        return [float(values[name]) for name in names] if self.multi else float(values[self.metric])
 
-    def best_trial(self, trials: list[Any]) -> Any | None:
-        """The complete trial with the highest score; the earliest one wins a tie."""
+    def ranked(self, trial: Any) -> bool:
+        """Whether ``trial`` may be the best: complete, and keeping every limit."""
         from optuna.trial import TrialState
 
-        complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        if not complete:
-            return None
-        return max(complete, key=self.rank_key)
+        return trial.state == TrialState.COMPLETE and (self.limits is None or self.limits.feasible(trial))
 
-    def rank_key(self, trial: Any) -> tuple[float, int]:
-        """Orders complete trials: the highest key is the best (the earliest wins a tie)."""
-        return (trial.value, -trial.number)
+    def score(self, trial: Any) -> float:
+        """The main metric's mean CV score of a complete trial."""
+        if not self.multi:
+            return float(trial.value)
+        return float(trial.values[self.objectives.index(self.metric)])
+
+    def gains(self, trial: Any) -> list[float]:
+        """A complete trial's objective values, each turned "greater is better"."""
+        if not self.multi:
+            return [float(trial.value)]
+        return [-v if d == "minimize" else v for v, d in zip(trial.values, self.directions, strict=True)]
+
+    def best_trial(self, trials: list[Any]) -> Any | None:
+        """The best feasible complete trial (see the class); the earliest one wins a tie."""
+        eligible = [t for t in trials if self.ranked(t)]
+        if not eligible:
+            return None
+        if self.multi and self.select == KNEE:
+            return knee(self.pareto_front(eligible), self.gains)
+        return max(eligible, key=self.rank_key)
+
+    def rank_key(self, trial: Any) -> tuple[float, ...]:
+        """Orders complete trials: the highest key is the best (the earliest wins a tie). With
+        several objectives: by the selected one, then the others (so the best on it is a
+        Pareto trial); for knee, by the main metric (the progress's "best so far")."""
+        if not self.multi:
+            return (trial.value, -trial.number)
+        gains = self.gains(trial)
+        first = self.objectives.index(self.metric if self.select == KNEE else self.select)
+        return (gains[first], *gains[:first], *gains[first + 1:], -trial.number)
+
+    def pareto_front(self, trials: list[Any]) -> list[Any]:
+        """The feasible complete trials no other one dominates (at least as good on every
+        objective, better on one), by number."""
+        import numpy as np
+
+        eligible = sorted((t for t in trials if self.ranked(t)), key=lambda t: t.number)
+        if not eligible:
+            return []
+        gains = np.array([self.gains(t) for t in eligible])
+        keep = []
+        for index, row in enumerate(gains):
+            dominated = np.any(np.all(gains >= row, axis=1) & np.any(gains > row, axis=1))
+            if not dominated:
+                keep.append(eligible[index])
+        return keep
 
     def best_score(self, trials: list[Any]) -> float | None:
         best = self.best_trial(trials)
-        return None if best is None else float(best.value)
+        return None if best is None else self.score(best)
+
+
+def knee(front: list[Any], gains: Any) -> Any:
+    """The front's trial nearest the ideal point (the best value of every objective), each
+    objective scaled to 0..1 over the front; the earliest wins a tie."""
+    import numpy as np
+
+    values = np.array([gains(t) for t in front], dtype=float)
+    low, high = values.min(axis=0), values.max(axis=0)
+    spread = np.where(high > low, high - low, 1.0)
+    distance = np.sqrt((((high - values) / spread) ** 2).sum(axis=1))
+    return front[int(np.argmin(distance))]  # argmin keeps the first of equals; front is by number
 
 
 def rank_greater_is_better(scores: Any, eligible: Any) -> Any:

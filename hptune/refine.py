@@ -153,7 +153,7 @@ def refine_stage(handle: Any, rules: Any) -> tuple[Stage, Any] | None:
         best = handle.goal.best_trial(trials)
         if best is None:
             return None
-        complete = sorted((t for t in trials if t.state.name == "COMPLETE"), key=handle.goal.rank_key, reverse=True)
+        complete = sorted((t for t in trials if handle.goal.ranked(t)), key=handle.goal.rank_key, reverse=True)
         space, allowed = narrow(spec.search_space, best, complete[: spec.refine.top], spec.refine.shrink)
         study.set_user_attr(STUDY_REFINE, to_attr(rules.ledger(study).started(), space, allowed))
         stored = study.user_attrs[STUDY_REFINE]

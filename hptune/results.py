@@ -14,7 +14,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from hptune.ranking import rank_greater_is_better
+from hptune.constraints import measures
+from hptune.ranking import Goal, rank_greater_is_better
 from hptune.trials import (
     ATTR_CV,
     ATTR_ERROR,
@@ -30,6 +31,7 @@ TRIALS_FILE = "trials.csv"
 BEST_FILE = "best.yaml"
 MODEL_FILE = "model.joblib"
 RUN_FILE = "run.json"
+PARETO_FILE = "pareto.csv"  # with several objectives: trials.csv's Pareto rows
 STUDY_FILE = "study.journal"
 #: Files hptune writes in an output folder (what --fresh moves aside).
 OWNED_FILES = (STUDY_FILE, f"{STUDY_FILE}.lock", TRIALS_FILE, BEST_FILE, MODEL_FILE, RUN_FILE)
@@ -66,13 +68,22 @@ def _create_temporary(path: Path) -> tuple[int, str]:
 
 
 def trials_table(
-    trials: list[Any], param_names: list[str], metrics: list[str], train_scores: bool, stages: bool = False
+    trials: list[Any], param_names: list[str], metrics: list[str], train_scores: bool, stages: bool = False,
+    goal: Goal | None = None,
 ) -> Any:
     """One row per trial (queued and skipped ones excluded), with ``cv_results_`` column names;
-    with ``stages`` (an experiment with ``refine:``), a ``stage`` column: search or refine."""
+    with ``stages`` (an experiment with ``refine:``), a ``stage`` column: search or refine;
+    with train scores, ``overfit_gap``; with constraints, ``feasible`` (infeasible trials rank
+    after the feasible ones); ``predict_time`` and ``model_mb`` when measured; with several
+    objectives, ``pareto``."""
     import numpy as np
     import pandas as pd
     from optuna.trial import TrialState
+
+    limits = goal.limits if goal is not None else None
+    objectives = goal.objectives if goal is not None else ()
+    sizes = "model_mb" in objectives or (limits is not None and limits.measures_size)
+    front = {t.number for t in goal.pareto_front(trials)} if goal is not None and goal.multi else None
 
     rows = []
     for trial in shown(trials):
@@ -87,10 +98,22 @@ def trials_table(
             row[f"rank_test_{metric}"] = None
             if train_scores:
                 _score_columns(row, cv, "train", metric)
+        measured = measures(cv, metrics[0])
+        if train_scores:
+            row["overfit_gap"] = measured["overfit_gap"]
         for timing in ("fit_time", "score_time"):
             values = cv[timing] if cv else None
             row[f"mean_{timing}"] = float(np.mean(values)) if values else None
             row[f"std_{timing}"] = float(np.std(values)) if values else None
+        if "predict_time" in objectives:
+            row["predict_time"] = measured["predict_time"]
+        if sizes:
+            row["model_mb"] = measured["model_mb"]
+        complete = trial.state == TrialState.COMPLETE
+        if limits is not None:
+            row["feasible"] = limits.feasible(trial) if complete else None
+        if front is not None:
+            row["pareto"] = trial.number in front if complete else None
         row["duration"] = (
             (trial.datetime_complete - trial.datetime_start).total_seconds()
             if trial.datetime_complete and trial.datetime_start
@@ -103,8 +126,10 @@ def trials_table(
     if table.empty:
         return table
     complete = table["state"] == TrialState.COMPLETE.name
+    if limits is not None:
+        complete = complete & (table["feasible"] == True)  # noqa: E712 (a column of True, False and None)
     for metric in metrics:
-        # Failed and unfinished trials rank last, as failed fits do in cv_results_.
+        # Failed, unfinished and infeasible trials rank last, as failed fits do in cv_results_.
         table[f"rank_test_{metric}"] = rank_greater_is_better(table[f"mean_test_{metric}"], complete)
     return table
 
@@ -141,13 +166,21 @@ def best_document(
     test_score: float | None,
     params: dict[str, Any],
     stage: str | None = None,
+    objectives: tuple[str, ...] = (),
+    select: str | None = None,
 ) -> dict[str, Any]:
-    """The content of best.yaml, in its one fixed key order (``stage`` only with refine:)."""
+    """The content of best.yaml, in its one fixed key order (``stage`` only with refine:;
+    ``objectives`` and ``select`` only with several objectives: the values are in trials.csv)."""
     document: dict[str, Any] = {
         "name": name,
         "estimator": estimator,
         "preprocessing": preprocessing,
         "metric": metric,
+    }
+    if len(objectives) > 1:
+        document["objectives"] = list(objectives)
+        document["select"] = select
+    document |= {
         "cv_score": cv_score,
         "cv_std": cv_std,
     }

@@ -108,7 +108,7 @@ def run_experiment(
     elif stop.reason is StopReason.FAILURES:
         error = RunFailedError(f"stopped early: {stop.detail}")
     elif result.best_trial is None:
-        error = RunFailedError(finish.all_failed_message(result.failures))
+        error = RunFailedError(finish.no_best_message(result))
     if error is not None:
         error.result = result
         raise error
@@ -155,7 +155,7 @@ def finalize_experiment(exp: ValidatedExperiment) -> RunResult:
     fitted = finish.refit_best(exp, setup, summary, None, refit=True)
     result = finish.write_outputs(exp, handle, setup, summary, rules.check(handle.study), rules, fitted, started_at, {})
     if result.best_trial is None:
-        error = RunFailedError(finish.all_failed_message(result.failures))
+        error = RunFailedError(finish.no_best_message(result))
         error.result = result
         raise error
     return result

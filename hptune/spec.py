@@ -246,6 +246,23 @@ class RefineSpec(_Section):
     top: int = Field(5, ge=1)  # categoricals keep the choices these best trials took
 
 
+class ConstraintsSpec(_Section):
+    """Limits a trial must keep to be chosen (hptune.constraints); each optional."""
+
+    #: Mean train score minus mean CV score of the metric, at most (needs cv.train_scores).
+    max_overfit_gap: float | None = Field(None, ge=0.0)
+    #: Mean fit time per fold, at most (seconds, or a duration such as 2s or 1m).
+    max_fit_time: Duration | None = None
+    #: The fitted pipeline's pickled size, at most, in MB (mean over the folds).
+    max_model_mb: float | None = Field(None, gt=0.0)
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> ConstraintsSpec:
+        if self.max_overfit_gap is None and self.max_fit_time is None and self.max_model_mb is None:
+            raise ValueError("sets no limit: give max_overfit_gap, max_fit_time or max_model_mb (or remove constraints)")
+        return self
+
+
 class Experiment(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     seed: int = Field(0, ge=0, lt=2**32)
@@ -254,9 +271,14 @@ class Experiment(_Section):
     model: ModelSpec
     search_space: dict[str, Param] = Field(min_length=1)
     metric: str | None = None
+    #: Instead of ``metric``: two or more scorers and measures (hptune.ranking.MEASURES).
+    objectives: list[str] | None = Field(None, min_length=2)
+    #: With objectives: which Pareto trial is the best: an objective's name, or knee.
+    select: str | None = None
     extra_metrics: list[str] = []
     cv: CVSpec = CVSpec()
     strategy: StrategySpec = StrategySpec()
     stop: StopSpec = StopSpec()
     refine: RefineSpec | None = None
+    constraints: ConstraintsSpec | None = None
     output: OutputSpec = OutputSpec()

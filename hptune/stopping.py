@@ -140,7 +140,9 @@ class StopRules:
         if not self._read_0_1_0:
             self.budget.extra_0_1_0 = int(study.user_attrs.get(STUDY_EXTRA_BUDGET, 0))
             self._read_0_1_0 = True
-        return Ledger(self.budget.is_work, self.goal.rank_key, self.stop.min_delta if self.stop else 0.0)
+        return Ledger(
+            self.budget.is_work, self.goal.rank_key, self.stop.min_delta if self.stop else 0.0, self.goal.ranked
+        )
 
     def admit(self, trial: Any) -> Admission:
         """Whether ``trial``, which has just started, may run (see ``Budget``)."""
@@ -175,7 +177,7 @@ class StopRules:
         if stop is None:
             return None
         best = ledger.best
-        if stop.target is not None and best is not None and best.value >= stop.target:
+        if stop.target is not None and best is not None and self.goal.score(best) >= stop.target:
             return Stop(StopReason.TARGET, f"trial {best.number}'s {best.value:.6g} reached stop.target {stop.target:g}")
         if stop.patience is not None and ledger.since_improvement >= stop.patience:
             by = f" by more than {stop.min_delta:g}" if stop.min_delta else ""

@@ -33,7 +33,8 @@ from hptune.metrics import DEFAULT_METRIC, check_metric, check_metric_labels, ch
 from hptune.overrides import Overrides, apply_overrides
 from hptune.shape_errors import raw_path, translate
 from hptune.spec import DEFAULT_N_TRIALS, CategoricalParam, Experiment
-from hptune.warmstart import StartPoint, load_start_points
+from hptune.validate_search import SearchChecks
+from hptune.warmstart import StartPoint
 from hptune.yamlio import LoadedYaml, Path_, dotted, load_yaml
 
 #: How close (difflib's ratio) an unlisted name passed to **kwargs must be to a listed one to
@@ -67,6 +68,20 @@ class ValidatedExperiment:
     start_points: list[StartPoint] = field(default_factory=list)  # strategy.start_from, --start-from
 
     @property
+    def objectives(self) -> list[str]:
+        """What the study optimises: the file's objectives, or the metric alone."""
+        return list(self.spec.objectives or [self.metric])
+
+    @property
+    def metrics(self) -> list[str]:
+        """The scorers every trial computes: the main metric, the other scorer objectives,
+        the extra metrics."""
+        from hptune.ranking import MEASURES
+
+        named = [self.metric, *(o for o in self.objectives if o not in MEASURES), *self.spec.extra_metrics]
+        return list(dict.fromkeys(named))
+
+    @property
     def output_dir(self) -> Path:
         return Path(self.spec.output.dir or f"runs/{self.spec.name}")
 
@@ -84,7 +99,7 @@ def load_experiment(
     return result
 
 
-class _Checker:
+class _Checker(SearchChecks):
     def __init__(self, loaded: LoadedYaml, base_dir: Path, allow_modules: tuple[str, ...]) -> None:
         self.loaded = loaded
         self.base_dir = base_dir
@@ -163,19 +178,10 @@ class _Checker:
         if data is not None and sec.get("data") is not None:
             self.check_labels(sec["data"].positive_class, metric, sec.get("extra_metrics"), task, data)
         self.check_cv(sec.get("cv"), sec.get("data"), task, data)
-        target = sec["stop"].target if sec.get("stop") is not None else None
-        if target is not None and target > 0 and (metric or "").startswith("neg_"):  # losses are negated
-            self.warn(("stop", "target"), f"{metric} is never above 0, so a target of {target:g} is never reached")
-        grid, auto, points = None, None, []
-        if sec.get("strategy") is not None and search_space is not None:
-            if sec["strategy"].kind == "auto":
-                kind, auto = space_mod.auto_strategy(search_space, sec["strategy"].n_trials or DEFAULT_N_TRIALS)
-                sec["strategy"] = sec["strategy"].model_copy(update={"kind": kind})
-                spec = None if spec is None else spec.model_copy(update={"strategy": sec["strategy"]})
-            grid = self.check_strategy(sec["strategy"], search_space)
-            points = self.check_start_from(sec["strategy"], overrides.start_from, search_space, fixed)
-            if grid is not None and sec.get("refine") is not None:
-                self.add(("refine",), "a grid runs every point already: refine is for the other kinds")
+        metric = self.check_objectives(sec, metric, task, data)
+        grid, auto, points = self.check_search(sec, metric, search_space, fixed, overrides.start_from)
+        if spec is not None:  # as checked and resolved: what auto chose, the pruner objectives allow
+            spec = spec.model_copy(update={"strategy": sec["strategy"]})
         if spec is None or self.issues or data is None or estimator is None or task is None:
             return None
         # Last, on a file valid in every other way: the real split, as the run will make it.
@@ -376,30 +382,6 @@ class _Checker:
             n_groups = data.groups.nunique()
             if n_groups < cv.folds:
                 self.add(("cv", "folds"), f"{cv.folds} folds need at least {cv.folds} groups, found {n_groups}")
-
-    def check_start_from(self, strategy: Any, cli: list[str], space: dict[str, Any], fixed: dict[str, Any]) -> list:
-        points, errors, warnings = load_start_points(strategy, cli, self.base_dir, space, fixed, self.loaded)
-        self.issues += errors
-        self.warnings += [SpecWarning(w.file, w.line, w.column, w.path, w.message) for w in warnings]
-        return points
-
-    def check_strategy(self, strategy: Any, search_space: dict[str, Any]) -> list[dict[str, Any]] | None:
-        if strategy.kind != "grid":
-            return None
-        finite = True
-        for name, param in search_space.items():
-            try:
-                space_mod.grid_values(param)
-            except ValueError as exc:
-                self.add(("search_space", name), f"{exc} (strategy.kind is grid)")
-                finite = False
-        if not finite:
-            return None
-        try:
-            return space_mod.grid_points(search_space)
-        except ValueError as exc:
-            self.add(("search_space",), str(exc))
-            return None
 
 
 def _possible_values(param: Any) -> list[Any] | None:

@@ -265,3 +265,20 @@ def test_an_output_folder_that_cannot_be_made_is_one_clear_error(write_spec, tmp
     result = run_cli("run", write_spec(SVC_IRIS), "--out", blocker / "out")
     assert result.exit_code == 2
     assert result.stderr.strip() == f"error: Not a directory: {blocker / 'out'}"
+
+
+def test_a_trial_s_warnings_are_in_trials_csv(write_spec, tmp_path: Path) -> None:
+    # One iteration of lbfgs never converges: every trial warns, once per fold, the same words.
+    spec = write_spec("""
+name: warned
+data: {dataset: iris, test_size: 0}
+model: {estimator: sklearn.linear_model.LogisticRegression, params: {max_iter: 1}, preprocessing: none}
+search_space:
+  C: [0.1, 10]
+cv: {folds: 3}
+strategy: {kind: grid}
+""")
+    assert run_cli("run", spec, "--out", tmp_path / "out").exit_code == 0
+    table = pd.read_csv(tmp_path / "out" / "trials.csv")
+    for text in table["warnings"]:
+        assert text.startswith("ConvergenceWarning: lbfgs failed to converge") and text.count("ConvergenceWarning") == 1

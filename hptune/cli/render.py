@@ -120,6 +120,8 @@ def render_summary(console: Console, result: RunResult) -> None:
         + (f", {counts['interrupted']} interrupted" if counts["interrupted"] else "")
         + (f" (resumed after {result.resumed_from})" if result.resumed_from else "")
     )
+    if result.feasible is not None:
+        console.print(f"feasible: {result.feasible} of {counts['complete']} complete trials keep every constraint")
     if result.auto_strategy is not None:
         console.print(f"strategy: {result.strategy} (auto: {result.auto_strategy})")
     if result.stop_reason is not None:
@@ -131,9 +133,15 @@ def render_summary(console: Console, result: RunResult) -> None:
     if result.best_trial is None or result.cv_score is None or result.cv_std is None:
         return
     console.print(f"best trial {result.best_trial}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in result.best_params.items()))
+    if result.objectives is not None and result.objectives["best_values"] is not None:
+        values = ", ".join(f"{name} {_fmt(value)}" for name, value in result.objectives["best_values"].items())
+        front = len(result.objectives["pareto_trials"])
+        console.print(f"pareto front: {front} trial(s), in pareto.csv; select {result.objectives['select']}: {values}")
     console.print(f"cv {metric}: {result.cv_score:.4f} ± {result.cv_std:.4f}")
     if result.train_score is not None:
         console.print(f"train {metric}: {result.train_score:.4f}")
+    if result.overfit_warning is not None:
+        console.print(f"[yellow]warning:[/yellow] {escape(result.overfit_warning)}")
     if result.test_score is not None:
         console.print(f"test {metric}: {result.test_score:.4f}")
     for warning in result.refit_warnings:

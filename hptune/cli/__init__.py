@@ -15,6 +15,7 @@ import sys
 
 from hptune.cli import finalize as _finalize  # noqa: F401 - registers the command
 from hptune.cli import run as _run  # noqa: F401 - registers the command
+from hptune.cli import show as _show  # noqa: F401 - registers the command
 from hptune.cli import validate as _validate  # noqa: F401 - registers the command
 from hptune.cli._app import app
 from hptune.cli.common import EXIT_ERROR, EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK

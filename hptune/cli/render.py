@@ -111,7 +111,7 @@ def render_summary(console: Console, result: RunResult) -> None:
             str(row["number"]),
             f"{row[f'mean_test_{metric}']:.4f} ± {row[f'std_test_{metric}']:.4f}",
             f"{row[f'mean_train_{metric}']:.4f}" if has_train else "-",
-            *[_fmt(row[p]) for p in params],
+            *[fmt_value(row[p]) for p in params],
         )
     console.print(top)
     counts = result.counts
@@ -132,9 +132,9 @@ def render_summary(console: Console, result: RunResult) -> None:
         console.print(f"  failed {count}x: {escape(message)}")
     if result.best_trial is None or result.cv_score is None or result.cv_std is None:
         return
-    console.print(f"best trial {result.best_trial}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in result.best_params.items()))
+    console.print(f"best trial {result.best_trial}: " + ", ".join(f"{k}={fmt_value(v)}" for k, v in result.best_params.items()))
     if result.objectives is not None and result.objectives["best_values"] is not None:
-        values = ", ".join(f"{name} {_fmt(value)}" for name, value in result.objectives["best_values"].items())
+        values = ", ".join(f"{name} {fmt_value(value)}" for name, value in result.objectives["best_values"].items())
         front = len(result.objectives["pareto_trials"])
         console.print(f"pareto front: {front} trial(s), in pareto.csv; select {result.objectives['select']}: {values}")
     console.print(f"cv {metric}: {result.cv_score:.4f} ± {result.cv_std:.4f}")
@@ -157,7 +157,7 @@ def render_summary(console: Console, result: RunResult) -> None:
         )
 
 
-def _fmt(value: object) -> str:
+def fmt_value(value: object) -> str:
     if isinstance(value, float):
         return "-" if value != value else f"{value:.4g}"
     return "-" if value is None else str(value)

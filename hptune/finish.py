@@ -282,6 +282,9 @@ def _metadata(
             "test_rows": 0 if setup.split.y_test is None else len(setup.split.y_test),
             # What each process could keep of the folds between trials (strategy.cache_mb).
             "fold_cache_mb_per_process": round(setup.ctx.cache_bytes / 2**20, 1),
+            # Which rows each fold trains and scores on: two runs with the same value scored
+            # their trials on the very same folds, so `compare` pairs their fold scores.
+            "folds_sha256": folds_sha256(setup.ctx),
         },
         "study": {
             "name": spec.name,
@@ -295,6 +298,18 @@ def _metadata(
         "command": [_mask_argument(a) for a in sys.argv],
         "started_at": started_at.isoformat(timespec="seconds"),
     }
+
+
+def folds_sha256(ctx: Any) -> str:
+    """A hash of the training rows (their labels in the data) and of every fold's rows."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256(",".join(map(str, ctx.X.index)).encode())
+    for train, test in ctx.folds:
+        digest.update(np.asarray(train, dtype=np.int64).tobytes() + b"|" + np.asarray(test, dtype=np.int64).tobytes())
+    return digest.hexdigest()
 
 
 def _mask_argument(argument: str) -> str:

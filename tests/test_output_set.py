@@ -90,7 +90,7 @@ def test_ctrl_c_during_the_refit_leaves_a_set_that_says_which_trial_each_file_is
     def interrupted(*args, **kwargs):  # Ctrl-C at the moment the refit runs
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("hptune.runner.refit_trial", interrupted)
+    monkeypatch.setattr("hptune.finish.refit_trial", interrupted)
     result = run_cli("run", spec, "--out", out, "-q", "--n-trials", "6")
     assert result.exit_code == 130, result
     finished = load_run(out)  # a whole set: every file matches run.json
@@ -114,7 +114,7 @@ def test_a_crash_in_the_refit_leaves_the_previous_set_whole(
     def crash(*args, **kwargs):
         raise MemoryError("the refit ran out of memory")
 
-    monkeypatch.setattr("hptune.runner.refit_trial", crash)
+    monkeypatch.setattr("hptune.finish.refit_trial", crash)
     with pytest.raises(MemoryError):
         run_cli("run", spec, "--out", out, "-q", "--n-trials", "4")
     assert {name: (out / name).read_bytes() for name in before} == before

@@ -246,6 +246,14 @@ class RefineSpec(_Section):
     top: int = Field(5, ge=1)  # categoricals keep the choices these best trials took
 
 
+class EvaluationSpec(_Section):
+    """Nested cross-validation of the whole tuning procedure (hptune.nested): each outer fold of
+    the training part runs its own search and scores its best on the rows it never saw."""
+
+    nested_folds: int = Field(5, ge=2)  # outer folds
+    nested_trials: int = Field(30, ge=1)  # trials of each outer fold's search (a grid runs its points)
+
+
 class Experiment(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     seed: int = Field(0, ge=0, lt=2**32)
@@ -259,4 +267,6 @@ class Experiment(_Section):
     strategy: StrategySpec = StrategySpec()
     stop: StopSpec = StopSpec()
     refine: RefineSpec | None = None
+    #: Not part of the fingerprint: it estimates the search, it does not change it.
+    evaluation: EvaluationSpec | None = None
     output: OutputSpec = OutputSpec()

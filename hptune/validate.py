@@ -176,6 +176,12 @@ class _Checker:
             points = self.check_start_from(sec["strategy"], overrides.start_from, search_space, fixed)
             if grid is not None and sec.get("refine") is not None:
                 self.add(("refine",), "a grid runs every point already: refine is for the other kinds")
+            if grid is not None and "nested_trials" in getattr(sec.get("evaluation"), "model_fields_set", ()):
+                runs = f"each inner search runs the main search's {min(len(grid), sec['strategy'].n_trials or len(grid))} grid points"
+                if auto:
+                    self.warn(("evaluation", "nested_trials"), f"not used: strategy.kind: auto chose grid, so {runs}")
+                else:
+                    self.add(("evaluation", "nested_trials"), f"strategy.kind is grid: {runs}; remove nested_trials")
         if spec is None or self.issues or data is None or estimator is None or task is None:
             return None
         # Last, on a file valid in every other way: the real split, as the run will make it.

@@ -41,18 +41,18 @@ PROFILES: dict[str, dict[str, Any]] = {
                  memory_rows=50_000, startup_reps=10, wide_rows=2930, wide_alphas=25,
                  growth_trials=2000, growth_early=(50, 150), growth_late=100,
                  prune_trials=60, prune_seeds=3, prune_peer_seeds=3, prune_candidates=60,
-                 refine_search=40, refine_trials=20, refine_seeds=5),
+                 refine_search=40, refine_trials=20, refine_seeds=5, nested_trials=30, nested_folds=5, nested_seeds=5),
     "quick": dict(reps=1, grid_c=[0.1, 10, 1000], grid_gamma=[1e-4, 1e-3, 1e-2],
                   budget=15, seeds=2, loop_trials=60, loop_reps=2, scaling_trials=12, scaling_reps=1,
                   memory_rows=20_000, startup_reps=3, wide_rows=2930, wide_alphas=25,
                   growth_trials=400, growth_early=(50, 150), growth_late=100,
                   prune_trials=30, prune_seeds=1, prune_peer_seeds=1, prune_candidates=60,
-                  refine_search=40, refine_trials=20, refine_seeds=2),
+                  refine_search=40, refine_trials=20, refine_seeds=2, nested_trials=15, nested_folds=5, nested_seeds=2),
     "tiny": dict(reps=1, grid_c=[1, 10], grid_gamma=[1e-3, 1e-2], budget=3, seeds=1, loop_trials=4, loop_reps=1,
                  scaling_trials=2, scaling_reps=1, memory_rows=500, startup_reps=1, wide_rows=300, wide_alphas=2,
                  growth_trials=20, growth_early=(5, 10), growth_late=5,
                  prune_trials=6, prune_seeds=1, prune_peer_seeds=1, prune_candidates=9,
-                 refine_search=4, refine_trials=2, refine_seeds=1),
+                 refine_search=4, refine_trials=2, refine_seeds=1, nested_trials=3, nested_folds=2, nested_seeds=1),
 }
 
 
@@ -646,6 +646,61 @@ cv: {{folds: 3, shuffle: true, train_scores: false}}
     return rows
 
 
+# -- 2d. nested cross-validation (issue 12) -------------------------------------------------------
+
+def nested_cv(profile: dict[str, Any], work: Path) -> list[Row]:
+    """Whether nested CV's estimate is closer to the held-out test score than the tuned CV score
+    (the best trial's) is. Two of search_quality's tasks as they are, hptune's defaults (test_size
+    0.2, median pruner), nested_trials = n_trials (the estimate is of the search that ran); each
+    seed is another held-out split, other folds and another search. n_jobs 1, so every figure is
+    the same run to run. Shown, not tuned to: the figures are what came out."""
+    import sklearn.ensemble  # noqa: F401  (imported before the first run, not during it)
+
+    trials, folds, seeds = profile["nested_trials"], profile["nested_folds"], range(profile["nested_seeds"])
+    rows = []
+    for name in ("hgb-breast-cancer", "svr-diabetes"):
+        task = TASKS[name]
+        spec = write_spec(work, f"nested-{name}", f"""
+name: nested-{name}
+data: {{{task['data']}}}
+model: {{estimator: {task['estimator']}, preprocessing: none{', ' + task['fixed'] if 'fixed' in task else ''}}}
+search_space:
+{task['space']}
+metric: {task['metric']}
+cv: {{folds: 3, shuffle: true, train_scores: false}}
+strategy: {{kind: bayesian, n_trials: {trials}, n_jobs: 1}}
+evaluation: {{nested_folds: {folds}, nested_trials: {trials}}}
+""")
+        tuned, nested, test, walls = [], [], [], []
+        for seed in seeds:
+            started = time.perf_counter()
+            result = _run_library(spec, work / f"nested-{name}-{seed}", seed=seed)
+            walls.append(time.perf_counter() - started)
+            if result.nested is None or result.nested.mean is None:
+                raise RuntimeError(f"{name}, seed {seed}: no nested estimate ({result.nested and result.nested.error})")
+            tuned.append(result.cv_score)
+            nested.append(result.nested.mean)
+            test.append(result.test_score)
+        gap_nested = [abs(n - t) for n, t in zip(nested, test, strict=True)]
+        gap_tuned = [abs(c - t) for c, t in zip(tuned, test, strict=True)]
+        closer = sum(n < c for n, c in zip(gap_nested, gap_tuned, strict=True))
+        mean = statistics.fmean
+        ratio = mean(gap_nested) / mean(gap_tuned) if mean(gap_tuned) else None
+        rows.append(Row(
+            f"{name}, {trials} TPE trials, 3 inner folds, {folds} outer folds, {len(test)} seeds",
+            f"mean distance to the held-out test {task['metric']}: nested CV estimate vs the tuned CV score",
+            mean(gap_nested), mean(gap_tuned), "the best trial's CV score", ratio, len(test),
+            "ratio < 1 (nested closer)", None if ratio is None else bool(ratio < 1),
+            "per seed tuned cv / nested / test: " + "; ".join(f"{c:.4f} / {n:.4f} / {t:.4f}"
+                                                             for c, n, t in zip(tuned, nested, test, strict=True))
+            + f"; nested closer in {closer} of {len(test)} seeds; mean tuned - test {mean(tuned) - mean(test):+.4f}, "
+            f"mean nested - test {mean(nested) - mean(test):+.4f}, mean optimism (tuned - nested) "
+            f"{mean(tuned) - mean(nested):+.4f}; wall time per run (median) {median(walls):.1f} s",
+            {"tuned": tuned, "nested": nested, "test": test, "wall": walls},
+        ))
+    return rows
+
+
 # -- 3. a plain Optuna loop ----------------------------------------------------------------
 
 def against_optuna_loop(profile: dict[str, Any], work: Path) -> list[Row]:
@@ -1071,7 +1126,7 @@ def write_reports(rows: list[Row], profile_name: str, seconds: float, out_dir: P
 
 
 MEASURES = [against_gridsearch, against_gridsearch_wide, search_quality, trials_to_grid_best, against_optuna_loop,
-            pruning, refine, parallel_scaling, study_growth, startup, memory]
+            pruning, refine, nested_cv, parallel_scaling, study_growth, startup, memory]
 
 
 def main() -> None:

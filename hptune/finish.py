@@ -1,5 +1,6 @@
-"""The end of a run: summarise the study, refit the best, say how the run ended (its status),
-and write the set of outputs with the run's record (run.json's metadata).
+"""The end of a run: summarise the study, refit the best, estimate it by nested CV when the file
+asks, say how the run ended (its status), and write the set of outputs with the run's record
+(run.json's metadata).
 
 ``hptune.runner`` puts these after the search; ``finalize`` calls them on a study alone.
 """
@@ -8,15 +9,17 @@ from __future__ import annotations
 
 import platform
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hptune import __version__, outputs, results
+from hptune import __version__, nested, outputs, results
 from hptune import storage as storage_mod
 from hptune.crossval import Setup
 from hptune.fingerprint import digest, fingerprint_parts
+from hptune.nested import NestedEstimate, NestedProgress
 from hptune.refit import Refit, refit_trial
 from hptune.samplers import pruner_name
 from hptune.stopping import Stop, StopReason, StopRules
@@ -56,6 +59,7 @@ class RunResult:
     feasible: int | None = None  # complete trials that keep every limit (None: no constraints)
     infeasible_because: list[str] = field(default_factory=list)  # per limit, when no trial kept them all
     objectives: dict[str, Any] | None = None  # run.json's objectives record, with several objectives
+    nested: NestedEstimate | None = None  # evaluation: nested CV's estimate (None: not asked, or not run)
 
 
 
@@ -78,6 +82,19 @@ def refit_best(
     if early is not None and early.trial == best.number:
         return early
     return refit_trial(exp, setup, best) if refit else None
+
+
+def evaluate_nested(
+    exp: ValidatedExperiment, handle: StudyHandle, setup: Setup, summary: outputs.Summary, stop: Stop | None,
+    on_fold: Callable[[NestedProgress], None] | None,
+) -> NestedEstimate | None:
+    """Nested CV's estimate when the file asks for it and the search gave a best to compare it
+    with (not after Ctrl-C, a failure limit, or every trial failing)."""
+    if exp.spec.evaluation is None or summary.best is None:
+        return None
+    if stop is not None and stop.reason in (StopReason.INTERRUPTED, StopReason.FAILURES):
+        return None
+    return nested.evaluate_nested(exp, handle.study, setup, on_fold)
 
 
 def _status(stop: Stop | None, summary: outputs.Summary, handle: StudyHandle, rules: StopRules) -> tuple[str, str | None]:
@@ -127,6 +144,7 @@ def write_outputs(
     fitted: Refit | None,
     started_at: datetime,
     timings: dict[str, float],
+    estimate: NestedEstimate | None = None,
 ) -> RunResult:
     """Write the set of outputs (see hptune.outputs for the rule that keeps it coherent)."""
     spec = exp.spec
@@ -173,6 +191,9 @@ def write_outputs(
     metadata.update({key: value for key, value in honesty.items() if key != "warning"})
     if goal.multi:
         metadata["objectives"] = _objectives_record(goal, best, trials)
+    if estimate is not None:
+        metadata["nested"] = estimate.record(summary.cv_score)
+        timings = {**timings, "nested": estimate.seconds}
     if partial_reason is not None:
         metadata["partial_because"] = partial_reason
     finished_at = datetime.now(timezone.utc)
@@ -209,6 +230,7 @@ def write_outputs(
         feasible=honesty["constraints"]["feasible"] if "constraints" in honesty else None,
         infeasible_because=honesty["constraints"].get("broken", []) if "constraints" in honesty else [],
         objectives=metadata.get("objectives"),
+        nested=estimate,
     )
 
 

@@ -2,6 +2,7 @@
 
 `validate` builds them exactly as a run does (same seed, same splitter, same rows), so a file
 it accepts never fails while its folds are prepared, and the run can reuse what it built.
+With ``evaluation``, the outer folds of nested CV and the inner folds of each are checked too.
 Known ways to fail get a precise message at the key that fixes them; any other refusal of a
 scikit-learn splitter still becomes an issue, never a traceback.
 """
@@ -32,8 +33,77 @@ class FoldProblem:
 def build_folds(spec: Experiment, data: Dataset, task: str) -> tuple[Split, Folds]:
     """The held-out split and the folds of its training part, as a run uses them."""
     split = split_holdout(data, spec.data.test_size, spec.seed, task, ordered=spec.cv.kind == "timeseries")
+    return split, cv_folds(spec, task, split)
+
+
+def cv_folds(spec: Experiment, task: str, split: Split) -> Folds:
+    """The ``cv`` section's folds of ``split``'s training part (the run's, or an outer fold's)."""
     splitter = make_splitter(spec.cv, task, spec.seed, has_groups=split.groups_train is not None)
-    return split, make_folds(splitter, split.X_train, split.y_train, split.groups_train)
+    return make_folds(splitter, split.X_train, split.y_train, split.groups_train)
+
+
+def outer_kind(spec: Experiment, task: str, has_groups: bool) -> str:
+    """How nested CV's outer folds are drawn: like the held-out split, in time order for time
+    series, whole groups with ``data.groups``, stratified for classification, and shuffled."""
+    if spec.cv.kind == "timeseries":
+        return "timeseries"
+    if has_groups:
+        return "group"
+    return "stratified" if task == "classification" else "kfold"
+
+
+def build_outer_folds(spec: Experiment, task: str, split: Split) -> Folds:
+    """The outer folds of nested CV (``evaluation.nested_folds``) on the training part."""
+    from hptune.spec import CVSpec
+
+    assert spec.evaluation is not None
+    has_groups = split.groups_train is not None
+    outer = CVSpec(kind=outer_kind(spec, task, has_groups), folds=spec.evaluation.nested_folds, shuffle=True)
+    return make_folds(make_splitter(outer, task, spec.seed, has_groups), split.X_train, split.y_train, split.groups_train)
+
+
+def outer_part(split: Split, train: Any, test: Any) -> Split:
+    """One outer fold as a split: its training rows (where the inner search runs) and its test rows."""
+    take = lambda obj, rows: None if obj is None else obj.iloc[rows].reset_index(drop=True)  # noqa: E731
+    return Split(take(split.X_train, train), take(split.y_train, train), take(split.groups_train, train),
+                 take(split.X_train, test), take(split.y_train, test))
+
+
+def check_nested_folds(spec: Experiment, task: str, split: Split) -> list[FoldProblem]:
+    """Whether the outer folds, and the inner folds of each outer training part, can be made
+    (scikit-learn's own warnings, about small classes, are the main folds' to give)."""
+    assert spec.evaluation is not None
+    at, n = ("evaluation", "nested_folds"), spec.evaluation.nested_folds
+    kind = outer_kind(spec, task, split.groups_train is not None)
+    rows = len(split.y_train)
+    if kind == "group" and split.groups_train.nunique() < n:
+        found = split.groups_train.nunique()
+        return [FoldProblem(at, f"{n} outer group folds need at least {n} groups in the training part, found {found}")]
+    if rows < n + (kind == "timeseries"):
+        return [FoldProblem(at, f"{n} outer {kind} folds need at least {n + (kind == 'timeseries')} training rows, "
+                                f"found {rows}")]
+    if kind == "stratified" and split.y_train.value_counts().max() < n:
+        most = split.y_train.value_counts().max()
+        return [FoldProblem(at, f"{n} outer stratified folds need a class with at least {n} rows in the training "
+                                f"part, found at most {most}")]
+    inner = default_kind(spec.cv, task, split.groups_train is not None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            outer = build_outer_folds(spec, task, split)
+        except ValueError as exc:
+            return [FoldProblem(at, f"the {n} outer {kind} folds cannot be made: {_line(exc)}")]
+        for index, (train, test) in enumerate(outer):
+            part = outer_part(split, train, test)
+            try:
+                folds = cv_folds(spec, task, part)
+            except ValueError as exc:
+                return [FoldProblem(at, f"outer fold {index} trains on {len(train)} rows, which the {spec.cv.folds} "
+                                        f"{inner} folds of cv cannot split: {_line(exc)}; use fewer nested_folds")]
+            one_class = _one_class_folds(part, folds, inner) if task == "classification" else []
+            if one_class:
+                return [FoldProblem(at, f"in outer fold {index}, inner {one_class[0].message}")]
+    return []
 
 
 def check_folds(
@@ -60,6 +130,8 @@ def check_folds(
             return None, None, [*problems, FoldProblem(("cv",), f"the {kind} folds cannot be made: {_line(exc)}")]
     if task == "classification":
         problems += _one_class_folds(split, folds, kind)
+    if spec.evaluation is not None and not any(not p.warning for p in problems):
+        problems += check_nested_folds(spec, task, split)
     if any(not p.warning for p in problems):
         return None, None, problems
     return split, folds, problems

@@ -143,23 +143,34 @@ def refine_stage(handle: Any, rules: Any) -> tuple[Stage, Any] | None:
     search ends, stored, then read back by every process and every resume. Its budget is
     ``refine.n_trials`` past the search trials it followed; no deadline (the timeout bounds the
     main search); a target score still stops it. None when no trial completed."""
-    from hptune.spec import StopSpec
-    from hptune.stopping import Budget, StopRules
-
     spec, study = handle.exp.spec, handle.study
     stored = _wait_for_the_claimant(handle)
     if stored is None:
-        trials = handle.trials()
-        best = handle.goal.best_trial(trials)
-        if best is None:
+        narrowed = around_best(spec, handle.goal, handle.trials())
+        if narrowed is None:
             return None
-        complete = sorted((t for t in trials if handle.goal.ranked(t)), key=handle.goal.rank_key, reverse=True)
-        space, allowed = narrow(spec.search_space, best, complete[: spec.refine.top], spec.refine.shrink)
-        study.set_user_attr(STUDY_REFINE, to_attr(rules.ledger(study).started(), space, allowed))
+        study.set_user_attr(STUDY_REFINE, to_attr(rules.ledger(study).started(), *narrowed))
         stored = study.user_attrs[STUDY_REFINE]
     after, stage = from_attr(stored, spec.search_space)
-    budget = Budget(after + spec.refine.n_trials, grid=False)
-    return stage, StopRules(budget, spec.strategy, rules.goal, None, StopSpec(target=spec.stop.target))
+    return stage, stage_rules(spec, rules.goal, after + spec.refine.n_trials)
+
+
+def around_best(spec: Any, goal: Any, trials: list[Any]) -> tuple[Space, dict[str, list[Any]]] | None:
+    """The space narrowed around the best of ``trials`` (see ``narrow``); None when none completed."""
+    best = goal.best_trial(trials)
+    if best is None:
+        return None
+    complete = sorted((t for t in trials if goal.ranked(t)), key=goal.rank_key, reverse=True)
+    return narrow(spec.search_space, best, complete[: spec.refine.top], spec.refine.shrink)
+
+
+def stage_rules(spec: Any, goal: Any, n_trials: int) -> Any:
+    """The refine stage's rules: a budget of ``n_trials`` in all (the search's trials included);
+    no deadline (the timeout bounds the main search); a target score still stops it."""
+    from hptune.spec import StopSpec
+    from hptune.stopping import Budget, StopRules
+
+    return StopRules(Budget(n_trials, grid=False), spec.strategy, goal, None, StopSpec(target=spec.stop.target))
 
 
 def _wait_for_the_claimant(handle: Any, patience: float = 60.0) -> dict[str, Any] | None:

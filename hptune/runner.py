@@ -13,18 +13,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from hptune import finish, housekeeping, refine
+from hptune import finish, housekeeping, nested, refine
 from hptune import storage as storage_mod
 from hptune.crossval import prepare
 from hptune.errors import RunFailedError, RunInterruptedError, UsageError
 from hptune.execution import Progress, Search, refine_after
 from hptune.finish import RunResult
+from hptune.nested import NestedProgress
 from hptune.stopping import Stop, StopReason, StopRules
 from hptune.study import open_study
 from hptune.trials import count_states
 from hptune.validate import ValidatedExperiment
 
-__all__ = ["Progress", "RunOptions", "RunResult", "finalize_experiment", "run_experiment", "run_worker"]
+__all__ = ["NestedProgress", "Progress", "RunOptions", "RunResult", "finalize_experiment", "run_experiment", "run_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,10 @@ def run_experiment(
     exp: ValidatedExperiment,
     options: RunOptions | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    on_nested: Callable[[NestedProgress], None] | None = None,
 ) -> RunResult:
-    """Tune ``exp`` to its budget, then write every output.
+    """Tune ``exp`` to its budget, then write every output (with ``evaluation``, after nested CV's
+    estimate, whose outer folds are reported to ``on_nested`` as they end).
 
     Raises RunFailedError when every trial failed or a failure limit was hit, and
     RunInterruptedError after Ctrl-C/SIGTERM; in both cases the outputs that can be written
@@ -92,8 +95,13 @@ def run_experiment(
     except KeyboardInterrupt:  # Ctrl-C during the refit: the set is written without it
         stop = Stop(StopReason.INTERRUPTED)
         fitted = finish.refit_best(exp, setup, summary, search.early_refit, refit=False)
+    estimate, cut_short = None, False
     try:
-        result = finish.write_outputs(exp, handle, setup, summary, stop, rules, fitted, started_at, timings)
+        estimate = finish.evaluate_nested(exp, handle, setup, summary, stop, on_nested)
+    except KeyboardInterrupt:  # the outer folds done are kept in the study; the set is written without them
+        stop, cut_short = Stop(StopReason.INTERRUPTED), True
+    try:
+        result = finish.write_outputs(exp, handle, setup, summary, stop, rules, fitted, started_at, timings, estimate)
     except KeyboardInterrupt:  # and again while writing it: the study is whole, say so
         raise RunInterruptedError(
             f"interrupted while writing the outputs; every trial is kept in {handle.where}; {resume_hint}"
@@ -101,7 +109,14 @@ def run_experiment(
     result.resumed_from = tidied.resumed_from
     result.moved_aside = handle.moved_aside
     error: RunFailedError | RunInterruptedError | None = None
-    if result.stop_reason == StopReason.INTERRUPTED.value:
+    if cut_short:
+        assert exp.spec.evaluation is not None
+        error = RunInterruptedError(
+            f"interrupted during the nested evaluation: {nested.folds_stored(exp, handle.study)} of "
+            f"{exp.spec.evaluation.nested_folds} outer folds are kept in {handle.where}, and the outputs were written "
+            f"without the estimate; {resume_hint} (the search is done: only the other outer folds run)"
+        )
+    elif result.stop_reason == StopReason.INTERRUPTED.value:
         error = RunInterruptedError(
             f"interrupted: {result.counts['complete']} complete trials are kept in {handle.where}; {resume_hint}"
         )
@@ -145,15 +160,20 @@ def run_worker(
     return count_states(handle.trials())
 
 
-def finalize_experiment(exp: ValidatedExperiment) -> RunResult:
-    """Write trials.csv, best.yaml, model.joblib and run.json from an existing study."""
+def finalize_experiment(
+    exp: ValidatedExperiment, on_nested: Callable[[NestedProgress], None] | None = None
+) -> RunResult:
+    """Write trials.csv, best.yaml, model.joblib and run.json from an existing study (with
+    ``evaluation``, nested CV's estimate too: read back from the study, or computed and stored)."""
     started_at = datetime.now(timezone.utc)
     setup = prepare(exp)
     handle = open_study(exp, create=False)
     rules = StopRules.for_experiment(exp)
     summary = finish.summarise(exp, handle, setup)
     fitted = finish.refit_best(exp, setup, summary, None, refit=True)
-    result = finish.write_outputs(exp, handle, setup, summary, rules.check(handle.study), rules, fitted, started_at, {})
+    stop = rules.check(handle.study)
+    estimate = finish.evaluate_nested(exp, handle, setup, summary, stop, on_nested)
+    result = finish.write_outputs(exp, handle, setup, summary, stop, rules, fitted, started_at, {}, estimate)
     if result.best_trial is None:
         error = RunFailedError(finish.no_best_message(result))
         error.result = result

@@ -19,6 +19,15 @@ def sampler_seed(seed: int, machine: int, worker: int = 0) -> int:
     return (seed + WORKERS_PER_MACHINE * machine + worker) % SEED_SPACE
 
 
+def nested_seed(seed: int, outer_fold: int) -> int:
+    """The sampling seed of nested CV's search in outer fold ``outer_fold`` (hptune.nested): from
+    the experiment's seed and the fold alone, never from the process that runs it, so the outer
+    folds give the same searches in any order and at any n_jobs."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(f"hptune-nested:{seed}:{outer_fold}".encode()).digest()[:4], "big")
+
+
 def make_sampler(kind: str, seed: int, parallel: bool = False) -> Any:
     import optuna
 

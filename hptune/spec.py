@@ -263,6 +263,14 @@ class ConstraintsSpec(_Section):
         return self
 
 
+class EvaluationSpec(_Section):
+    """Nested cross-validation of the whole tuning procedure (hptune.nested): each outer fold of
+    the training part runs its own search and scores its best on the rows it never saw."""
+
+    nested_folds: int = Field(5, ge=2)  # outer folds
+    nested_trials: int = Field(30, ge=1)  # trials of each outer fold's search (a grid runs its points)
+
+
 class Experiment(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     seed: int = Field(0, ge=0, lt=2**32)
@@ -281,4 +289,6 @@ class Experiment(_Section):
     stop: StopSpec = StopSpec()
     refine: RefineSpec | None = None
     constraints: ConstraintsSpec | None = None
+    #: Not part of the fingerprint: it estimates the search, it does not change it.
+    evaluation: EvaluationSpec | None = None
     output: OutputSpec = OutputSpec()

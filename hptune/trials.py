@@ -34,6 +34,9 @@ STUDY_RETRIED_FAILURES = "hptune_retried_failures"  # 0.1.0: failed trials re-qu
 STUDY_EXTRA_BUDGET = "hptune_extra_budget"  # 0.1.0: trials added to n_trials by --retry-failed
 STUDY_FINGERPRINT_VERSION = "hptune_fingerprint_version"
 STUDY_PRUNER = "hptune_pruner"  # the pruner the study was created with (none recorded: made before pruning)
+#: Prefix of the attributes that keep nested CV's outer folds, one each: ``hptune_nested_fold_0``
+#: holds fold 0's result with the key of what it was computed from (hptune.nested).
+STUDY_NESTED_FOLD = "hptune_nested_fold_"
 
 #: Where Optuna keeps the parameters a trial was queued with (``Study.enqueue_trial``).
 OPTUNA_FIXED_PARAMS = "fixed_params"

@@ -41,6 +41,12 @@ class SearchChecks:
             points = self.check_start_from(sec["strategy"], cli_start_from, search_space, fixed)
             if grid is not None and sec.get("refine") is not None:
                 self.add(("refine",), "a grid runs every point already: refine is for the other kinds")
+            if grid is not None and "nested_trials" in getattr(sec.get("evaluation"), "model_fields_set", ()):
+                runs = f"each inner search runs the main search's {min(len(grid), sec['strategy'].n_trials or len(grid))} grid points"
+                if auto:
+                    self.warn(("evaluation", "nested_trials"), f"not used: strategy.kind: auto chose grid, so {runs}")
+                else:
+                    self.add(("evaluation", "nested_trials"), f"strategy.kind is grid: {runs}; remove nested_trials")
         return grid, auto, points
 
     def check_objectives(self, sec: dict[str, Any], metric: str | None, task: str | None, data: Any) -> str | None:

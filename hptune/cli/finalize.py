@@ -24,15 +24,19 @@ def finalize(
     allow_module: AllowModule = None,
 ) -> None:
     """Write trials.csv, best.yaml, model.joblib and run.json from an existing (shared) study."""
-    with user_errors(interrupted="interrupted; the study is unchanged: run finalize again to write the outputs"):
+    # Nested CV's outer folds done before a Ctrl-C are kept in the study; its trials never change.
+    with user_errors(interrupted="interrupted; the study's trials are unchanged: run finalize again to write the outputs"):
         from hptune.overrides import Overrides
         from hptune.validate import load_experiment
 
         exp = load_experiment(file, tuple(allow_module or ()), Overrides(out=str(out) if out else None, storage=storage))
         collect_garbage_from_now_on()
         quiet_libraries()
+        from functools import partial
+
+        from hptune.cli.render import say_nested_fold
         from hptune.runner import finalize_experiment
 
-        result = finalize_experiment(exp)
+        result = finalize_experiment(exp, on_nested=partial(say_nested_fold, console(stderr=True), exp.metric))
         say_if_partial(result)
         render_summary(console(), result)

@@ -128,7 +128,7 @@ def run(
             return
         try:
             with ProgressView(err, exp.metric, enabled=not quiet) as view:
-                result = run_experiment(exp, options, on_progress=view.update)
+                result = run_experiment(exp, options, on_progress=view.update, on_nested=view.nested)
         except (RunFailedError, RunInterruptedError) as exc:
             partial = exc.result
             if partial is not None and getattr(partial, "best_trial", None) is not None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +17,7 @@ from hptune.cli.common import (
     console,
     print_warnings,
     quiet_libraries,
+    sigterm_as_interrupt,
     user_errors,
 )
 from hptune.cli.render import ProgressView, render_summary, say_if_partial
@@ -96,7 +95,7 @@ def run(
     if fresh and worker:
         # Other workers may be running this study's trials: moving it aside would pull it from under them.
         raise typer.BadParameter("cannot be combined with --worker (start the study over with `run --fresh` first)", param_hint="--fresh")
-    with user_errors(), _sigterm_as_interrupt():
+    with user_errors(), sigterm_as_interrupt():
         from hptune.overrides import Overrides
         from hptune.validate import load_experiment
 
@@ -136,23 +135,3 @@ def run(
             raise
         say_if_partial(result)
         render_summary(console(), result)
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM (a scheduler or `kill`) like Ctrl-C: save what is complete, exit 130."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

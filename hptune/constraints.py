@@ -31,6 +31,10 @@ OVERFIT_WARNING_GAP = 0.05
 #: below the CV error (a train RMSE of 7.5 against a CV RMSE of 10).
 OVERFIT_WARNING_ERROR_SHARE = 0.25
 
+#: A measure this close to its limit keeps it: means of fold scores carry rounding errors of
+#: about 1e-16, so a train score of 1.0 against a CV score of 0.95 must not break a 0.05 gap.
+LIMIT_TOLERANCE = 1e-9
+
 #: Each limit of ``constraints:`` and the measure it bounds.
 MEASURE_OF = {"max_overfit_gap": "overfit_gap", "max_fit_time": "fit_time", "max_model_mb": "model_mb"}
 #: How each measure is written in messages.
@@ -117,7 +121,12 @@ class Limits:
         excess = {}
         for key, limit in self.given.items():
             value = values[MEASURE_OF[key]]
-            excess[key] = math.inf if value is None else value - limit
+            if value is None:
+                excess[key] = math.inf
+            elif math.isclose(value, limit, rel_tol=LIMIT_TOLERANCE, abs_tol=LIMIT_TOLERANCE):
+                excess[key] = 0.0  # at the limit: a gap of 1.0 - 0.95 is 0.05 whatever the rounding
+            else:
+                excess[key] = value - limit
         return excess
 
     def feasible(self, trial: Any) -> bool:

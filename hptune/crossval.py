@@ -136,14 +136,16 @@ class CVContext:
         return self.pipeline.named_steps[MODEL_STEP], prepared
 
     def pipeline_mb(self, index: int, fitted: Any) -> float:
-        """The pickled size of the pipeline ``fitted`` stands for on fold ``index``: the whole
-        pipeline, or the model step plus the fold's cached preprocessing."""
+        """The pickled size of the pipeline ``fitted`` stands for on fold ``index``: its model
+        step plus its preprocessing, measured apart whether the trial fitted the whole pipeline
+        or the model step on the fold's cached preprocessing, so the cache never changes it."""
         from hptune.constraints import pickled_mb
 
-        size = pickled_mb(fitted)
-        if index in self._preprocessed:  # the trial fitted the model step on the cached output
-            size += self._preprocess_mb.get(index, 0.0)
-        return size
+        steps = getattr(fitted, "named_steps", None)
+        if steps is not None and PREPROCESS_STEP in steps:  # the whole pipeline, fitted here
+            return pickled_mb(steps[MODEL_STEP]) + pickled_mb(steps[PREPROCESS_STEP])
+        model = steps[MODEL_STEP] if steps is not None else fitted
+        return pickled_mb(model) + (self._preprocess_mb.get(index, 0.0) if index in self._preprocessed else 0.0)
 
     @property
     def scorer(self) -> Any:

@@ -238,7 +238,7 @@ def optimize_here(
     objective = Objective(
         setup.ctx, exp.spec.search_space if stage is None else stage.space, goal, grid=exp.grid is not None,
         rules=rules, report_folds=pruner_name(exp.spec.strategy) != "none",
-        stage="search" if stage is None else stage.name,
+        stage="search" if stage is None else stage.name, tell_constraints=exp.spec.strategy.kind != "cmaes",
     )
     if stage is not None and stage.allowed and not isinstance(study.sampler, AllowedChoices):
         study.sampler = AllowedChoices(study.sampler, stage.allowed, seed=exp.spec.seed)

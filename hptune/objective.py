@@ -46,6 +46,7 @@ class Objective:
         rules: StopRules | None = None,
         report_folds: bool = False,
         stage: str = "search",
+        tell_constraints: bool = True,
     ) -> None:
         self.ctx = ctx
         self.stage = stage  # "refine" trials say so (hptune.refine)
@@ -55,6 +56,9 @@ class Objective:
         self.rules = rules  # admits each trial against the study's budget
         # Each report is a write to the study: made only when a pruner will read them.
         self.report_folds = report_folds
+        #: Hand each trial's excess over the limits to Optuna (not for CMA-ES, whose sampler
+        #: ignores them and warns so on every trial).
+        self.tell_constraints = tell_constraints
         #: An error no trial can get past (the budget could not be checked): raised by the
         #: caller once Optuna's loop, which catches every trial's exception, has stopped.
         self.fatal: Exception | None = None
@@ -119,7 +123,7 @@ class Objective:
         # instead of two (each is a locked append to the journal, a statement on a database).
         cv = result.to_attr()
         trial.set_user_attr(ATTR_CV, cv | ({ATTR_WARNINGS: distinct_warnings(caught)} if caught else {}))
-        if self.goal.limits is not None:
+        if self.goal.limits is not None and self.tell_constraints:
             # Optuna's own constraints (<= 0: kept), which TPE reads to steer away from
             # infeasible regions; the outputs judge feasibility from the stored scores.
             for key, excess in self.goal.limits.excess(cv).items():

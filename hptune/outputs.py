@@ -96,8 +96,14 @@ def write_set(
         described[results.MODEL_FILE] = {"trial": _model_trial(out), "kept_from_an_earlier_run": True}
 
     (out / results.RUN_FILE).unlink(missing_ok=True)  # from here on, the old set is not whole
-    if results.PARETO_FILE not in payloads:
-        (out / results.PARETO_FILE).unlink(missing_ok=True)  # an earlier set's, with several objectives
+    # An earlier set's files that this set does not have: a pareto.csv of several objectives, or,
+    # when no trial is the best now (none keeps a limit tightened since), its best.yaml and model:
+    # left beside a run.json that no longer lists them, a pipeline would ship a model that breaks
+    # the limit. The study keeps every trial: loosen the limit and run again to get them back.
+    stale = [results.PARETO_FILE] + ([results.BEST_FILE, results.MODEL_FILE] if summary.best is None else [])
+    for name in stale:
+        if name not in described:
+            (out / name).unlink(missing_ok=True)
     manifest: dict[str, dict[str, Any]] = {}
     for name, info in described.items():
         if name in payloads:

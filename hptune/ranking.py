@@ -131,14 +131,23 @@ class Goal:
         return None if best is None else self.score(best)
 
 
+#: An objective whose values on the front differ by less than this share of their size is
+#: flat for the knee: a 1-byte difference in model size must not decide it (scaled to 0..1,
+#: the smallest spread would weigh as much as the largest).
+KNEE_FLAT = 1e-3
+
+
 def knee(front: list[Any], gains: Any) -> Any:
     """The front's trial nearest the ideal point (the best value of every objective), each
-    objective scaled to 0..1 over the front; the earliest wins a tie."""
+    objective scaled to 0..1 over the front (one that is flat over it, see KNEE_FLAT, left
+    out); the earliest wins a tie."""
     import numpy as np
 
     values = np.array([gains(t) for t in front], dtype=float)
     low, high = values.min(axis=0), values.max(axis=0)
-    spread = np.where(high > low, high - low, 1.0)
+    size = np.maximum(np.abs(low), np.abs(high))
+    flat = (high - low) <= KNEE_FLAT * np.where(size > 0, size, 1.0)
+    spread = np.where(flat, np.inf, high - low)
     distance = np.sqrt((((high - values) / spread) ** 2).sum(axis=1))
     return front[int(np.argmin(distance))]  # argmin keeps the first of equals; front is by number
 

@@ -34,7 +34,7 @@ RUN_FILE = "run.json"
 PARETO_FILE = "pareto.csv"  # with several objectives: trials.csv's Pareto rows
 STUDY_FILE = "study.journal"
 #: Files hptune writes in an output folder (what --fresh moves aside).
-OWNED_FILES = (STUDY_FILE, f"{STUDY_FILE}.lock", TRIALS_FILE, BEST_FILE, MODEL_FILE, RUN_FILE)
+OWNED_FILES = (STUDY_FILE, f"{STUDY_FILE}.lock", TRIALS_FILE, BEST_FILE, MODEL_FILE, RUN_FILE, PARETO_FILE)
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:

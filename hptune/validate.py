@@ -174,7 +174,7 @@ class _Checker(SearchChecks):
             fixed = self.check_params(estimator, sec.get("model"), search_space, seed)
         if search_space is not None:
             self.check_conditions(search_space)
-        metric = self.check_metrics(sec.get("metric"), sec.get("extra_metrics"), task)
+        metric = self.check_metrics(sec.get("metric"), sec.get("extra_metrics"), task, sec.get("objectives"))
         if data is not None and sec.get("data") is not None:
             self.check_labels(sec["data"].positive_class, metric, sec.get("extra_metrics"), task, data)
         self.check_cv(sec.get("cv"), sec.get("data"), task, data)
@@ -330,7 +330,8 @@ class _Checker(SearchChecks):
             first = str(exc).split(" -> ")[0]
             self.add(("search_space", first, "when"), f"`when:` conditions form a cycle: {exc}")
 
-    def check_metrics(self, metric: str | None, extra: list[str] | None, task: str | None) -> str | None:
+    def check_metrics(self, metric: str | None, extra: list[str] | None, task: str | None,
+                      objectives: list[str] | None = None) -> str | None:
         if metric is not None:
             problem = check_metric(metric, task)
             if problem:
@@ -339,7 +340,9 @@ class _Checker(SearchChecks):
             problem = check_metric(name, task)
             if problem:
                 self.add(("extra_metrics", index), problem)
-            elif name == (metric or DEFAULT_METRIC.get(task or "", "")):
+            elif objectives and name in objectives:
+                self.add(("extra_metrics", index), f"{name!r} is already an objective")
+            elif not objectives and name == (metric or DEFAULT_METRIC.get(task or "", "")):
                 self.add(("extra_metrics", index), f"{name!r} is already the main metric")
         return metric
 

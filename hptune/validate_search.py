@@ -5,6 +5,7 @@ chooses), the grid, warm starts, stop rules, refine and constraints. A mixin of
 
 from __future__ import annotations
 
+from difflib import get_close_matches
 from typing import Any
 
 from hptune import space as space_mod
@@ -68,14 +69,23 @@ class SearchChecks:
                 problem = check_metric(name, task)
                 if problem is None and data is not None and task == "classification":
                     problem = check_metric_labels(name, data.y, sec["data"].positive_class)
-                if problem:
+                close = get_close_matches(name, MEASURES, n=1, cutoff=0.8)
+                if problem and close:
+                    self.add(("objectives", index), f"unknown objective {name!r}; did you mean {close[0]!r}?")
+                elif problem:
                     self.add(("objectives", index), f"{problem} (or one of the measures {', '.join(MEASURES)})")
                 scorers.append(name)
         if not scorers:
             self.add(("objectives",), f"needs at least one scorer (accuracy, r2, ...): {', '.join(objectives)} "
                                       "alone would choose the cheapest model, however poor")
-        if select is not None and select not in objectives and select != KNEE:
-            self.add(("select",), f"expected one of the objectives ({', '.join(dict.fromkeys(objectives))}) or {KNEE}, found {select!r}")
+        choices = [*dict.fromkeys(objectives), KNEE]
+        if select is not None and select not in choices:
+            close = get_close_matches(select, choices, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            self.add(("select",), f"expected one of the objectives ({', '.join(choices[:-1])}) or {KNEE}, found {select!r}{hint}")
+        if select is None and objectives[0] in MEASURES and scorers:
+            self.warn(("objectives", 0), f"select defaults to the first objective, {objectives[0]}: the cheapest trial "
+                                         f"on the front, however poor; set select: {scorers[0]} or select: {KNEE}")
         self._refuse_with_objectives(sec)
         return scorers[0] if scorers else None
 

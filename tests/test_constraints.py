@@ -165,3 +165,64 @@ def test_a_limit_added_later_judges_the_trials_already_run(write_spec, tmp_path:
     assert after["trial"] != before["trial"]
     ranked = feasible.sort_values(["mean_test_accuracy", "number"], ascending=[False, True])
     assert after["trial"] == int(ranked["number"].iloc[0])
+
+
+def test_a_limit_no_trial_keeps_any_more_removes_the_earlier_best_and_model(write_spec, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert _run(write_spec, out, 4).exit_code == 0
+    assert (out / "best.yaml").exists() and (out / "model.joblib").exists()
+    tightened = _run(write_spec, out, 4, "constraints: {max_fit_time: 0.000001}")
+    assert tightened.exit_code == 1, tightened
+    # A pipeline shipping model.joblib must not ship one that breaks today's limit.
+    assert not (out / "best.yaml").exists() and not (out / "model.joblib").exists()
+    assert sorted(json.loads((out / "run.json").read_text())["files"]) == ["trials.csv"]
+    # The study kept every trial: loosening the limit brings the best back, no trial re-run.
+    again = _run(write_spec, out, 4, "constraints: {max_fit_time: 60}")
+    assert again.exit_code == 0 and (out / "best.yaml").exists() and len(pd.read_csv(out / "trials.csv")) == 4
+
+
+def test_infeasible_trials_reach_no_stop_target(write_spec, tmp_path: Path) -> None:
+    # Every trial scores above the target, none keeps the limit: the search runs its budget.
+    out = tmp_path / "out"
+    result = _run(write_spec, out, 5, "constraints: {max_fit_time: 0.000001}\nstop: {target: 0.5}")
+    assert result.exit_code == 1
+    assert json.loads((out / "run.json").read_text())["stop_reason"] == "budget"
+    assert len(pd.read_csv(out / "trials.csv")) == 5
+
+
+def test_a_measure_at_its_limit_keeps_it_whatever_the_rounding() -> None:
+    from hptune.constraints import Limits
+
+    limits = Limits("accuracy", max_overfit_gap=0.05)
+    # Means of these folds give 0.04999999999999993 or 0.050000000000000155 depending on the order.
+    for test in ([0.95, 0.95, 0.95], [0.9, 1.0, 0.95], [0.85, 0.95, 1.05]):
+        assert limits.excess({"test": {"accuracy": test}, "train": {"accuracy": [1.0] * 3}}) == {"max_overfit_gap": 0.0}
+    assert limits.excess({"test": {"accuracy": [0.94] * 3}, "train": {"accuracy": [1.0] * 3}})["max_overfit_gap"] > 0
+
+
+def test_the_warning_threshold_of_an_error_metric_is_a_share_of_the_cv_error(write_spec, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    spec = write_spec("""
+name: deep-regression
+data: {dataset: diabetes, test_size: 0.2}
+model: {estimator: sklearn.tree.DecisionTreeRegressor, params: {random_state: 0}}
+search_space:
+  max_depth: [30]
+metric: neg_root_mean_squared_error
+cv: {folds: 3}
+strategy: {kind: grid}
+""")
+    result = run_cli("run", spec, "--out", out)
+    assert result.exit_code == 0, result
+    record = json.loads((out / "run.json").read_text())
+    # A fully grown tree: train RMSE 0, CV RMSE about 80; the gap is the whole CV error.
+    assert record["overfit_gap"]["warning_above"] == pytest.approx(0.25 * abs(record["cv_score"]))
+    assert record["overfit_gap"]["best"] == pytest.approx(abs(record["cv_score"]), rel=1e-6)
+    assert "warning: overfitting" in result.stdout
+
+
+def test_cmaes_is_not_told_the_limits_and_says_nothing_about_them(write_spec, tmp_path: Path) -> None:
+    spec = write_spec(TREES.format(n_trials=5, extra="constraints: {max_overfit_gap: 0.03}").replace("kind: bayesian", "kind: cmaes"))
+    result = run_cli("run", spec, "--out", tmp_path / "out", "-q")
+    assert result.exit_code in (0, 1), result
+    assert "will not use them" not in result.stderr and "UserWarning" not in result.stderr

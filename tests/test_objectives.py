@@ -149,3 +149,48 @@ def test_turning_one_objective_into_several_is_a_change_of_experiment(write_spec
     result, _ = _run(write_spec, out, 3, "", "random")
     assert result.exit_code == 2, result
     assert "objectives" in result.stderr and "Traceback" not in result.stderr
+
+
+class _Trial:
+    """What the knee reads of a trial: its number and values."""
+
+    def __init__(self, number: int, values: list[float]) -> None:
+        self.number, self.values = number, values
+
+
+def test_the_knee_is_nearest_the_ideal_point_and_ignores_a_flat_objective() -> None:
+    from hptune.ranking import Goal, knee
+
+    goal = Goal("accuracy", objectives=("accuracy", "model_mb"), select="knee")
+    front = [_Trial(0, [0.80, 0.010]), _Trial(1, [0.95, 0.020]), _Trial(2, [0.97, 0.100])]
+    # Scaled over the front: trial 1 is (0.88, 0.89) of the way to the ideal point, the others
+    # best on one objective and worst on the other.
+    assert knee(front, goal.gains).number == 1
+    # Sizes differing by one byte in 7 kB: flat, so accuracy alone decides.
+    flat = [_Trial(2, [0.9417, 7033 / 2**20]), _Trial(9, [0.9583, 7034 / 2**20])]
+    assert knee(flat, goal.gains).number == 9
+
+
+def test_fresh_moves_pareto_csv_aside_with_the_rest(write_spec, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result, spec = _run(write_spec, out, 4, "", "random")
+    assert result.exit_code == 0 and (out / "pareto.csv").exists()
+    assert run_cli("run", spec, "--out", out, "--fresh", "--n-trials", "3").exit_code == 0
+    (old,) = tmp_path.glob("out.old-*")
+    from hptune.outputs import load_run
+
+    assert (old / "pareto.csv").exists() and load_run(old).run["files"]["pareto.csv"]
+    assert len(pd.read_csv(out / "trials.csv")) == 3
+
+
+def test_extra_metrics_beside_objectives_and_select_typos(write_spec) -> None:
+    base = FORESTS.format(n_trials=3, extra="", kind="random").replace("objectives: [accuracy, model_mb]",
+                                                                         "objectives: [roc_auc, model_mb]")
+    assert run_cli("validate", write_spec(base + "extra_metrics: [accuracy]\n")).exit_code == 0
+    twice = run_cli("validate", write_spec(base + "extra_metrics: [roc_auc]\n"))
+    assert twice.exit_code == 2 and "extra_metrics[0]: 'roc_auc' is already an objective" in twice.stderr
+    typo = run_cli("validate", write_spec(base + "select: kne\n"))
+    assert typo.exit_code == 2 and "found 'kne'; did you mean 'knee'?" in typo.stderr
+    cost_first = run_cli("validate", write_spec(base.replace("[roc_auc, model_mb]", "[model_mb, roc_auc]")))
+    assert cost_first.exit_code == 0
+    assert "warning: select defaults to the first objective, model_mb" in " ".join(cost_first.stderr.split())

@@ -12,8 +12,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import run_cli
 
 SPEC = """
@@ -39,7 +37,6 @@ def _get(url: str) -> tuple[int, bytes]:
 
 
 def test_the_dashboard_serves_the_run_s_study_until_stopped(write_spec, tmp_path: Path) -> None:
-    pytest.importorskip("optuna_dashboard", reason="the dashboard extra is installed with .[dev]")
     out = tmp_path / "out"
     assert run_cli("run", write_spec(SPEC), "--out", out).exit_code == 0
     port = _free_port()

@@ -41,7 +41,7 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+Duration = Annotated[float, BeforeValidator(parse_duration, json_schema_input_type=float | str)]
 
 
 class _Section(BaseModel):
@@ -83,7 +83,9 @@ def _when_values(value: Any) -> Any:
     return value
 
 
-When = Annotated[dict[str, list[Scalar]] | None, BeforeValidator(_when_values)]
+When = Annotated[
+    dict[str, list[Scalar]] | None, BeforeValidator(_when_values, json_schema_input_type=dict[str, list[Scalar] | Scalar] | None)
+]
 
 
 class FloatParam(_Section):
@@ -153,7 +155,8 @@ def _categorical_shorthand(value: Any) -> Any:
 Param = Annotated[
     FloatParam | IntParam | CategoricalParam,
     Field(discriminator="type"),
-    BeforeValidator(_categorical_shorthand),
+    # The schema accepts what the file may hold: a parameter, or a bare list of choices.
+    BeforeValidator(_categorical_shorthand, json_schema_input_type=FloatParam | IntParam | CategoricalParam | list[Any]),
 ]
 
 

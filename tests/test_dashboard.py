@@ -62,7 +62,11 @@ def test_the_dashboard_serves_the_run_s_study_until_stopped(write_spec, tmp_path
         assert taken.returncode == 2 and f"error: cannot serve on 127.0.0.1:{port}: " in taken.stderr
     finally:
         server.send_signal(signal.SIGTERM)  # as docker stop or kill; Ctrl-C goes the same way
-        _, err = server.communicate(timeout=30)
+        try:
+            _, err = server.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()  # never leave a server behind, even when the test fails
+            raise
     assert server.returncode == 0, err.decode()
     assert f"http://127.0.0.1:{port}/" in err.decode() and "Traceback" not in err.decode()
 

@@ -19,6 +19,7 @@ from hptune import __version__, nested, outputs, results
 from hptune import storage as storage_mod
 from hptune.crossval import Setup
 from hptune.fingerprint import digest, fingerprint_parts
+from hptune.gates import judge
 from hptune.nested import NestedEstimate, NestedProgress
 from hptune.refit import Refit, refit_trial
 from hptune.samplers import pruner_name
@@ -59,6 +60,7 @@ class RunResult:
     feasible: int | None = None  # complete trials that keep every limit (None: no constraints)
     infeasible_because: list[str] = field(default_factory=list)  # per limit, when no trial kept them all
     objectives: dict[str, Any] | None = None  # run.json's objectives record, with several objectives
+    gates: list[Any] = field(default_factory=list)  # hptune.gates.Verdict, one per gate set
     nested: NestedEstimate | None = None  # evaluation: nested CV's estimate (None: not asked, or not run)
 
 
@@ -194,6 +196,9 @@ def write_outputs(
     if estimate is not None:
         metadata["nested"] = estimate.record(summary.cv_score)
         timings = {**timings, "nested": estimate.seconds}
+    verdicts = judge(spec.gate, summary.cv_score, test_score)
+    if verdicts:
+        metadata["gates"] = [verdict.record() for verdict in verdicts]
     if partial_reason is not None:
         metadata["partial_because"] = partial_reason
     finished_at = datetime.now(timezone.utc)
@@ -230,6 +235,7 @@ def write_outputs(
         feasible=honesty["constraints"]["feasible"] if "constraints" in honesty else None,
         infeasible_because=honesty["constraints"].get("broken", []) if "constraints" in honesty else [],
         objectives=metadata.get("objectives"),
+        gates=verdicts,
         nested=estimate,
     )
 

@@ -20,6 +20,8 @@ class Overrides:
     storage: str | None = None
     #: --start-from files, relative to the current directory; added to strategy.start_from.
     start_from: list[str] = field(default_factory=list)
+    #: --fail-under: the least CV score the best may have (gate.min_cv_score).
+    fail_under: float | None = None
 
 
 def apply_overrides(spec: Experiment, o: Overrides) -> Experiment:
@@ -33,4 +35,9 @@ def apply_overrides(spec: Experiment, o: Overrides) -> Experiment:
     output = {k: v for k, v in (("dir", o.out), ("storage", o.storage)) if v is not None}
     if output:
         update["output"] = spec.output.model_copy(update=output)
+    if o.fail_under is not None:
+        from hptune.spec import GateSpec
+
+        gate = spec.gate.model_dump() if spec.gate is not None else {}
+        update["gate"] = GateSpec(**{**gate, "min_cv_score": o.fail_under})
     return spec.model_copy(update=update)

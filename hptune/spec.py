@@ -274,6 +274,21 @@ class EvaluationSpec(_Section):
     nested_trials: int = Field(30, ge=1)  # trials of each outer fold's search (a grid runs its points)
 
 
+class GateSpec(_Section):
+    """Quality gates: the run finished, but its model must be this good (else exit 3)."""
+
+    #: The best trial's mean CV score must be at least this (the metric's own terms).
+    min_cv_score: float | None = None
+    #: The refitted model's held-out test score must be at least this (needs data.test_size > 0).
+    min_test_score: float | None = None
+
+    @model_validator(mode="after")
+    def _some_gate(self) -> GateSpec:
+        if self.min_cv_score is None and self.min_test_score is None:
+            raise ValueError("sets no gate: give min_cv_score or min_test_score (or remove gate)")
+        return self
+
+
 class Experiment(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     seed: int = Field(0, ge=0, lt=2**32)
@@ -292,6 +307,8 @@ class Experiment(_Section):
     stop: StopSpec = StopSpec()
     refine: RefineSpec | None = None
     constraints: ConstraintsSpec | None = None
+    #: Not part of the fingerprint: it judges the result, it does not change the search.
+    gate: GateSpec | None = None
     #: Not part of the fingerprint: it estimates the search, it does not change it.
     evaluation: EvaluationSpec | None = None
     output: OutputSpec = OutputSpec()

@@ -33,6 +33,7 @@ class SearchChecks:
         if target is not None and target > 0 and (metric or "").startswith("neg_"):  # losses are negated
             self.warn(("stop", "target"), f"{metric} is never above 0, so a target of {target:g} is never reached")
         self.check_constraints(sec.get("constraints"), sec.get("cv"))
+        self.check_gate(sec.get("gate"), sec.get("data"), metric)
         grid, auto, points = None, None, []
         if sec.get("strategy") is not None and search_space is not None:
             if sec["strategy"].kind == "auto":
@@ -112,6 +113,16 @@ class SearchChecks:
         if constraints.max_overfit_gap is not None and not cv.train_scores:
             self.add(("constraints", "max_overfit_gap"),
                      "needs the train scores it compares with: set cv.train_scores: true, found false")
+
+    def check_gate(self, gate: Any, data: Any, metric: str | None) -> None:
+        if gate is None:
+            return
+        if gate.min_test_score is not None and data is not None and data.test_size == 0:
+            self.add(("gate", "min_test_score"), "needs a held-out test score: data.test_size is 0, so there is none")
+        for key in ("min_cv_score", "min_test_score"):
+            threshold = getattr(gate, key)
+            if threshold is not None and threshold > 0 and (metric or "").startswith("neg_"):
+                self.warn(("gate", key), f"{metric} is never above 0, so a gate of {threshold:g} is never passed")
 
     def check_start_from(self, strategy: Any, cli: list[str], space: dict[str, Any], fixed: dict[str, Any]) -> list:
         points, errors, warnings = load_start_points(strategy, cli, self.base_dir, space, fixed, self.loaded)

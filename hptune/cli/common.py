@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_FAIL = 1
 EXIT_ERROR = 2
+EXIT_GATE = 3  # the run finished and wrote its outputs; its model is not good enough (gate:)
 EXIT_INTERRUPTED = 130
 
 #: What Ctrl-C before the first trial (while the data loads, say) leaves behind.
@@ -159,3 +160,16 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def exit_if_a_gate_is_missed(result: Any) -> None:
+    """After the summary: each missed gate on one line (stderr), and exit 3."""
+    missed = [verdict for verdict in result.gates if not verdict.passed]
+    if not missed:
+        return
+    err = console(stderr=True)
+    for verdict in missed:
+        found = "none" if verdict.value is None else f"{verdict.value:.4f}"
+        score = "cv" if verdict.gate == "min_cv_score" else "test"
+        err.print(f"[red]gate missed:[/red] {verdict.gate} {verdict.threshold:g}: {score} {escape(result.metric)} is {found}")
+    raise typer.Exit(EXIT_GATE)

@@ -10,6 +10,7 @@ from hptune.cli.common import (
     StorageOption,
     collect_garbage_from_now_on,
     console,
+    exit_if_a_gate_is_missed,
     quiet_libraries,
     user_errors,
 )
@@ -40,3 +41,4 @@ def finalize(
         result = finalize_experiment(exp, on_nested=partial(say_nested_fold, console(stderr=True), exp.metric))
         say_if_partial(result)
         render_summary(console(), result)
+        exit_if_a_gate_is_missed(result)

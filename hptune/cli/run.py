@@ -15,6 +15,7 @@ from hptune.cli.common import (
     StorageOption,
     collect_garbage_from_now_on,
     console,
+    exit_if_a_gate_is_missed,
     print_warnings,
     quiet_libraries,
     sigterm_as_interrupt,
@@ -78,6 +79,10 @@ def run(
         bool,
         typer.Option("--worker", help="Only run trials of the shared study (no refit, no output files), then exit."),
     ] = False,
+    fail_under: Annotated[
+        float | None,
+        typer.Option("--fail-under", metavar="SCORE", help="Exit 3 when the best CV score is below SCORE (gate.min_cv_score)."),
+    ] = None,
     worker_index: Annotated[
         int | None,
         typer.Option(
@@ -100,7 +105,8 @@ def run(
         from hptune.validate import load_experiment
 
         overrides = Overrides(
-            n_trials, timeout_seconds, n_jobs, seed, str(out) if out else None, storage, [str(path) for path in start_from or []]
+            n_trials, timeout_seconds, n_jobs, seed, str(out) if out else None, storage, [str(path) for path in start_from or []],
+            fail_under,
         )
         exp = load_experiment(file, tuple(allow_module or ()), overrides)
         print_warnings(exp)
@@ -135,3 +141,4 @@ def run(
             raise
         say_if_partial(result)
         render_summary(console(), result)
+        exit_if_a_gate_is_missed(result)

@@ -61,6 +61,7 @@ class RunResult:
     infeasible_because: list[str] = field(default_factory=list)  # per limit, when no trial kept them all
     objectives: dict[str, Any] | None = None  # run.json's objectives record, with several objectives
     gates: list[Any] = field(default_factory=list)  # hptune.gates.Verdict, one per gate set
+    fixed_params: dict[str, Any] = field(default_factory=dict)  # model.params as resolved (best.yaml has both)
     nested: NestedEstimate | None = None  # evaluation: nested CV's estimate (None: not asked, or not run)
 
 
@@ -236,6 +237,7 @@ def write_outputs(
         infeasible_because=honesty["constraints"].get("broken", []) if "constraints" in honesty else [],
         objectives=metadata.get("objectives"),
         gates=verdicts,
+        fixed_params=dict(exp.fixed_params),
         nested=estimate,
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -76,11 +76,15 @@ def escape(text: str) -> str:
 
 
 @contextmanager
-def user_errors(interrupted: str = INTERRUPTED_BEFORE_TRIALS) -> Iterator[None]:
+def user_errors(
+    interrupted: str = INTERRUPTED_BEFORE_TRIALS, on_exit: Callable[[BaseException, int], None] | None = None
+) -> Iterator[None]:
     """Turn hptune's errors into one line each on stderr and the right exit code.
 
     ``interrupted`` is what a bare Ctrl-C means at this point of the command (the runner turns
     an interruption during the trials into RunInterruptedError, with its own message).
+    ``on_exit`` is told the error and the exit code before the exit (``--json`` prints its
+    document there).
     """
     err = console(stderr=True)
     try:
@@ -88,7 +92,10 @@ def user_errors(interrupted: str = INTERRUPTED_BEFORE_TRIALS) -> Iterator[None]:
     except (HptuneError, KeyboardInterrupt) as exc:
         if debug_enabled():
             err.print_exception()
-        raise typer.Exit(_report(err, exc, interrupted)) from None
+        code = _report(err, exc, interrupted)
+        if on_exit is not None:
+            on_exit(exc, code)
+        raise typer.Exit(code) from None
     except OSError as exc:
         # The file system said no (an --out that is a file, no permission, a full disk): the
         # user can fix that, so it is one line and exit 2, not a traceback.
@@ -96,6 +103,8 @@ def user_errors(interrupted: str = INTERRUPTED_BEFORE_TRIALS) -> Iterator[None]:
             err.print_exception()
         where = f": {exc.filename}" if exc.filename else ""
         err.print(f"[red]error:[/red] {escape(exc.strerror or str(exc))}{escape(str(where))}")
+        if on_exit is not None:
+            on_exit(exc, EXIT_ERROR)
         raise typer.Exit(EXIT_ERROR) from None
 
 
@@ -160,6 +169,10 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def gates_missed(result: Any) -> bool:
+    return any(not verdict.passed for verdict in result.gates)
 
 
 def exit_if_a_gate_is_missed(result: Any) -> None:

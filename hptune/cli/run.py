@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,10 @@ import typer
 
 from hptune.cli._app import app
 from hptune.cli.common import (
+    EXIT_FAIL,
+    EXIT_GATE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
     AllowModule,
     ExperimentFile,
     OutOption,
@@ -16,6 +21,7 @@ from hptune.cli.common import (
     collect_garbage_from_now_on,
     console,
     exit_if_a_gate_is_missed,
+    gates_missed,
     print_warnings,
     quiet_libraries,
     sigterm_as_interrupt,
@@ -79,6 +85,9 @@ def run(
         bool,
         typer.Option("--worker", help="Only run trials of the shared study (no refit, no output files), then exit."),
     ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document on stdout (the result); every human line goes to stderr."),
+    ] = False,
     fail_under: Annotated[
         float | None,
         typer.Option("--fail-under", metavar="SCORE", help="Exit 3 when the best CV score is below SCORE (gate.min_cv_score)."),
@@ -100,7 +109,8 @@ def run(
     if fresh and worker:
         # Other workers may be running this study's trials: moving it aside would pull it from under them.
         raise typer.BadParameter("cannot be combined with --worker (start the study over with `run --fresh` first)", param_hint="--fresh")
-    with user_errors(), sigterm_as_interrupt():
+    emit = _json_on_exit if as_json else None
+    with user_errors(on_exit=emit), sigterm_as_interrupt():
         from hptune.overrides import Overrides
         from hptune.validate import load_experiment
 
@@ -126,10 +136,14 @@ def run(
         if worker:
             with ProgressView(err, exp.metric, enabled=not quiet) as view:
                 counts = run_worker(exp, options, on_progress=view.update)
-            console().print(
+            console(stderr=as_json).print(
                 f"worker done: the study holds {counts['complete']} complete, {counts['fail']} failed, "
                 f"{counts['pruned']} pruned trials; write the outputs with `hptune finalize`"
             )
+            if as_json:
+                from hptune.documents import failure_document
+
+                typer.echo(json.dumps({**failure_document("run", EXIT_OK, "worker_done", None), "trials": counts}, indent=2))
             return
         try:
             with ProgressView(err, exp.metric, enabled=not quiet) as view:
@@ -137,8 +151,30 @@ def run(
         except (RunFailedError, RunInterruptedError) as exc:
             partial = exc.result
             if partial is not None and getattr(partial, "best_trial", None) is not None:
-                render_summary(console(), partial)  # type: ignore[arg-type]
+                render_summary(console(stderr=as_json), partial)  # type: ignore[arg-type]
             raise
         say_if_partial(result)
-        render_summary(console(), result)
+        render_summary(console(stderr=as_json), result)
+        if as_json:
+            from hptune.documents import run_document
+
+            typer.echo(json.dumps(run_document(result, EXIT_GATE if gates_missed(result) else EXIT_OK), indent=2))
         exit_if_a_gate_is_missed(result)
+
+
+def _json_on_exit(exc: BaseException, code: int) -> None:
+    """``run --json`` when the run did not end well: the run's document when it wrote its
+    outputs (a failed or interrupted run), else the failure's (an invalid file, say)."""
+    from hptune.documents import failure_document, run_document
+    from hptune.errors import SpecError
+
+    result = getattr(exc, "result", None)
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    if result is not None:
+        document = run_document(result, code, message)
+    elif isinstance(exc, SpecError):
+        document = failure_document("run", code, "invalid", None, exc.issues)
+    else:
+        status = "interrupted" if code == EXIT_INTERRUPTED else ("failed" if code == EXIT_FAIL else "error")
+        document = failure_document("run", code, status, message)
+    typer.echo(json.dumps(document, indent=2))

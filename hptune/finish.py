@@ -60,6 +60,7 @@ class RunResult:
     infeasible_because: list[str] = field(default_factory=list)  # per limit, when no trial kept them all
     objectives: dict[str, Any] | None = None  # run.json's objectives record, with several objectives
     nested: NestedEstimate | None = None  # evaluation: nested CV's estimate (None: not asked, or not run)
+    mlflow: dict[str, Any] | None = None  # output.mlflow: run.json's mlflow record (run_id, error)
 
 
 

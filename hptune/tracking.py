@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -267,7 +268,10 @@ def _log_model(client: Any, parent: Any, exp: ValidatedExperiment, result: RunRe
     from mlflow.entities import RunTag
 
     model = fitted.model if fitted is not None else _load(path)
-    previous = mlflow.get_tracking_uri()
+    # log_model reads MLflow's global tracking URI (and set_tracking_uri exports it to the
+    # environment): set for the call, then put back as it was.
+    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    environment = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow_logger = logging.getLogger("mlflow")
     level = mlflow_logger.level
     mlflow_logger.setLevel(logging.ERROR)  # its note that pickles run code when loaded: so does model.joblib
@@ -280,6 +284,8 @@ def _log_model(client: Any, parent: Any, exp: ValidatedExperiment, result: RunRe
         )
     finally:
         mlflow.set_tracking_uri(previous)
+        if environment is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = environment
         mlflow_logger.setLevel(level)
     client.log_batch(parent.info.run_id, tags=[RunTag(TAG_MODEL_SHA, sha), RunTag(TAG_MODEL_ID, logged.model_id)])
     return logged.model_id

@@ -72,6 +72,7 @@ def log_run(exp: ValidatedExperiment, handle: StudyHandle, result: RunResult, fi
         return
     record: dict[str, Any] = {"run_id": None, "error": None}
     client = None
+    clock = time.perf_counter()
     try:
         client, uri = _client(spec)
         record["tracking_uri"] = uri
@@ -80,6 +81,7 @@ def log_run(exp: ValidatedExperiment, handle: StudyHandle, result: RunResult, fi
         message = " ".join(str(exc).split()) or type(exc).__name__
         record["error"] = f"{type(exc).__name__}: {message[:300]}"
         log.debug("logging to MLflow failed", exc_info=True)
+    record["seconds"] = round(time.perf_counter() - clock, 3)
     result.mlflow = record
     run_file = result.files["run"]
     metadata = json.loads(run_file.read_text())
@@ -280,7 +282,8 @@ def _log_model(client: Any, parent: Any, exp: ValidatedExperiment, result: RunRe
         # Made in the run's experiment first: log_model alone would put it in the active one.
         logged = client.create_logged_model(parent.info.experiment_id, name="model", source_run_id=parent.info.run_id)
         mlflow.sklearn.log_model(
-            model, name="model", run_id=parent.info.run_id, model_id=logged.model_id, serialization_format="pickle"
+            model, name="model", run_id=parent.info.run_id, model_id=logged.model_id, serialization_format="pickle",
+            pip_requirements=requirements(exp.estimator_path),
         )
     finally:
         mlflow.set_tracking_uri(previous)
@@ -289,6 +292,19 @@ def _log_model(client: Any, parent: Any, exp: ValidatedExperiment, result: RunRe
         mlflow_logger.setLevel(level)
     client.log_batch(parent.info.run_id, tags=[RunTag(TAG_MODEL_SHA, sha), RunTag(TAG_MODEL_ID, logged.model_id)])
     return logged.model_id
+
+
+def requirements(estimator_path: str) -> list[str]:
+    """What loading the model needs: scikit-learn, and the estimator's own distribution (as
+    installed) when it is not scikit-learn's. Given, so that MLflow does not infer them by
+    loading the model in a new Python process (seconds per run)."""
+    from importlib.metadata import packages_distributions, version
+
+    needed = ["scikit-learn"]
+    module = estimator_path.split(".", 1)[0]
+    if module != "sklearn":
+        needed += packages_distributions().get(module, [])[:1]
+    return [f"{name}=={version(name)}" for name in needed]
 
 
 def _load(path: Path) -> Any:

@@ -181,8 +181,7 @@ def log_trials(client: Any, experiment_id: str, parent_id: str, exp: ValidatedEx
         run = client.create_run(experiment_id, start_time=start, tags=tags, run_name=f"trial-{trial.number}")
         params = [Param(key, _param_value(value)) for key, value in _decoded(exp, trial.params).items()]
         metrics = [Metric(key, value, end or 0, 0) for key, value in trial_metrics(trial).items()]
-        if params or metrics:
-            client.log_batch(run.info.run_id, metrics=metrics, params=params)
+        log_batch(client, run.info.run_id, metrics, params, [])
         client.set_terminated(run.info.run_id, status=_TRIAL_STATUS.get(trial.state.name, "FAILED"), end_time=end)
         new += 1
     return new
@@ -244,12 +243,21 @@ def _log_parent(client: Any, parent: Any, exp: ValidatedExperiment, result: RunR
         **{f"best.{key}": _param_value(value) for key, value in best.items()},
     }
     params = [] if parent.data.params else [Param(key, _param_value(value)) for key, value in best.items()]
-    client.log_batch(parent.info.run_id, metrics=metrics, params=params, tags=[RunTag(k, v) for k, v in tags.items()])
+    log_batch(client, parent.info.run_id, metrics, params, [RunTag(k, v) for k, v in tags.items()])
     client.log_artifact(parent.info.run_id, str(exp.path))
     for name in (results.BEST_FILE, results.TRIALS_FILE, *OPTIONAL_FILES):
         path = result.output_dir / name
         if path.exists():
             client.log_artifact(parent.info.run_id, str(path))
+
+
+def log_batch(client: Any, run_id: str, metrics: list[Any], params: list[Any], tags: list[Any]) -> None:
+    """``client.log_batch``, in as many calls as MLflow's limits per call ask (1000 metrics, 100
+    params, 100 tags): one call for any usual trial or run."""
+    step = 100
+    for start in range(0, max(len(metrics), len(params), len(tags)), step):
+        client.log_batch(run_id, metrics=metrics[start:start + step], params=params[start:start + step],
+                         tags=tags[start:start + step])
 
 
 def _log_model(client: Any, parent: Any, exp: ValidatedExperiment, result: RunResult, fitted: Refit | None) -> str | None:

@@ -140,6 +140,11 @@ def test_resuming_logs_into_the_same_run_and_adds_only_new_trials(write_spec, tm
     assert second["run_id"] == first["run_id"] and second["nested_runs_logged"] == 0
     assert second["model_id"] == first["model_id"]  # the same model.joblib is not logged twice
 
+    finalized = run_cli("finalize", spec, "--out", out)  # finalize logs into the same run too
+    assert finalized.exit_code == 0, finalized
+    record = json.loads((out / "run.json").read_text())["mlflow"]
+    assert record["run_id"] == first["run_id"] and record["nested_runs_logged"] == 0
+
     more = run_cli("run", spec, "--out", out, "--n-trials", "6", "--n-jobs", "2")
     assert more.exit_code == 0, more
     third = json.loads((out / "run.json").read_text())["mlflow"]

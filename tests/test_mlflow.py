@@ -196,3 +196,35 @@ def test_without_the_extra_a_run_is_refused_in_one_line_before_training(write_sp
         "pip install 'hptune[mlflow]'"
     ]
     assert not (out / "trials.csv").exists()
+
+
+def test_a_pruned_trial_is_a_killed_nested_run_with_the_means_of_the_folds_it_ran(
+    write_spec, tmp_path: Path, store
+) -> None:
+    # The prunable SVC of test_early_stopping: gamma across six decades, so the median pruner stops some.
+    spec = write_spec(f"""
+        name: prunable
+        seed: 3
+        data: {{dataset: digits, test_size: 0.2}}
+        model: {{estimator: svc}}
+        search_space:
+          C: {{type: float, low: 0.1, high: 100, log: true}}
+          gamma: {{type: float, low: 1.0e-5, high: 1.0, log: true}}
+        cv: {{folds: 5, train_scores: false}}
+        strategy: {{kind: random, n_trials: 16}}
+        output:
+          mlflow: {{tracking_uri: "{store['uri']}", artifact_location: "{store['artifacts']}"}}
+        """)
+    out = tmp_path / "out"
+    assert run_cli("run", spec, "--out", out).exit_code == 0
+    table = pd.read_csv(out / "trials.csv").set_index("number")
+    pruned = table[table["state"] == "PRUNED"]
+    assert len(pruned) >= 1
+    client = mlflow.MlflowClient(store["uri"])
+    parent = client.get_run(json.loads((out / "run.json").read_text())["mlflow"]["run_id"])
+    nested = {int(run.data.tags["hptune.trial"]): run for run in _nested(client, parent)}
+    assert len(nested) == 16
+    for number, row in pruned.iterrows():
+        run = nested[number]
+        assert run.info.status == "KILLED" and run.data.tags["hptune.state"] == "PRUNED"
+        assert run.data.metrics["mean_test_accuracy"] == pytest.approx(row["mean_test_accuracy"], abs=1e-12)

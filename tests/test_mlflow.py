@@ -228,3 +228,14 @@ def test_a_pruned_trial_is_a_killed_nested_run_with_the_means_of_the_folds_it_ra
         run = nested[number]
         assert run.info.status == "KILLED" and run.data.tags["hptune.state"] == "PRUNED"
         assert run.data.metrics["mean_test_accuracy"] == pytest.approx(row["mean_test_accuracy"], abs=1e-12)
+
+
+def test_adding_mlflow_to_a_finished_study_resumes_it_and_logs_its_trials(write_spec, tmp_path: Path, store) -> None:
+    text = RANDOM.format(**store)
+    out = tmp_path / "out"
+    without = write_spec(text.split("output:")[0], name="without.yaml")
+    assert run_cli("run", without, "--out", out).exit_code == 0
+    result = run_cli("run", write_spec(text), "--out", out)  # output settings are not in the fingerprint
+    assert result.exit_code == 0, result
+    assert "resuming: 3 of 3 trials done" in result.stderr + result.stdout
+    assert json.loads((out / "run.json").read_text())["mlflow"]["nested_runs_logged"] == 3

@@ -83,15 +83,20 @@ def log_run(exp: ValidatedExperiment, handle: StudyHandle, result: RunResult, fi
         log.debug("logging to MLflow failed", exc_info=True)
     record["seconds"] = round(time.perf_counter() - clock, 3)
     result.mlflow = record
-    run_file = result.files["run"]
+    _record(result.files["run"], record)
+    if record["error"] is None and client is not None:
+        try:  # run.json last, with the MLflow run's id in it
+            client.log_artifact(record["run_id"], str(result.files["run"]))
+        except Exception as exc:  # noqa: BLE001 - as above
+            record["error"] = f"{type(exc).__name__}: run.json was not logged: {' '.join(str(exc).split())[:300]}"
+            _record(result.files["run"], record)
+
+
+def _record(run_file: Path, record: dict[str, Any]) -> None:
+    """run.json's ``mlflow`` (run.json is not in its own manifest, so the set stays whole)."""
     metadata = json.loads(run_file.read_text())
     metadata["mlflow"] = record
     results.write_atomic(run_file, results.json_text(metadata))
-    if record["error"] is None and client is not None:
-        try:  # run.json last, with the MLflow run's id in it
-            client.log_artifact(record["run_id"], str(run_file))
-        except Exception as exc:  # noqa: BLE001 - as above
-            record["error"] = f"{type(exc).__name__}: run.json was not logged: {' '.join(str(exc).split())[:300]}"
 
 
 def _client(spec: MlflowSpec) -> tuple[Any, str]:

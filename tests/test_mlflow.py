@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import ROOT, run_cli
+from tests.test_early_stopping import PRUNABLE
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -202,19 +203,8 @@ def test_a_pruned_trial_is_a_killed_nested_run_with_the_means_of_the_folds_it_ra
     write_spec, tmp_path: Path, store
 ) -> None:
     # The prunable SVC of test_early_stopping: gamma across six decades, so the median pruner stops some.
-    spec = write_spec(f"""
-        name: prunable
-        seed: 3
-        data: {{dataset: digits, test_size: 0.2}}
-        model: {{estimator: svc}}
-        search_space:
-          C: {{type: float, low: 0.1, high: 100, log: true}}
-          gamma: {{type: float, low: 1.0e-5, high: 1.0, log: true}}
-        cv: {{folds: 5, train_scores: false}}
-        strategy: {{kind: random, n_trials: 16}}
-        output:
-          mlflow: {{tracking_uri: "{store['uri']}", artifact_location: "{store['artifacts']}"}}
-        """)
+    mlflow_section = 'output:\n  mlflow: {{tracking_uri: "{uri}", artifact_location: "{artifacts}"}}\n'.format(**store)
+    spec = write_spec(PRUNABLE.format(kind="random", n_trials=16, extra="") + mlflow_section)
     out = tmp_path / "out"
     assert run_cli("run", spec, "--out", out).exit_code == 0
     table = pd.read_csv(out / "trials.csv").set_index("number")

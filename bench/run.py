@@ -41,18 +41,21 @@ PROFILES: dict[str, dict[str, Any]] = {
                  memory_rows=50_000, startup_reps=10, wide_rows=2930, wide_alphas=25,
                  growth_trials=2000, growth_early=(50, 150), growth_late=100,
                  prune_trials=60, prune_seeds=3, prune_peer_seeds=3, prune_candidates=60,
-                 refine_search=40, refine_trials=20, refine_seeds=5, nested_trials=30, nested_folds=5, nested_seeds=5),
+                 refine_search=40, refine_trials=20, refine_seeds=5, nested_trials=30, nested_folds=5, nested_seeds=5,
+                 mlflow_trials=200),
     "quick": dict(reps=1, grid_c=[0.1, 10, 1000], grid_gamma=[1e-4, 1e-3, 1e-2],
                   budget=15, seeds=2, loop_trials=60, loop_reps=2, scaling_trials=12, scaling_reps=1,
                   memory_rows=20_000, startup_reps=3, wide_rows=2930, wide_alphas=25,
                   growth_trials=400, growth_early=(50, 150), growth_late=100,
                   prune_trials=30, prune_seeds=1, prune_peer_seeds=1, prune_candidates=60,
-                  refine_search=40, refine_trials=20, refine_seeds=2, nested_trials=15, nested_folds=5, nested_seeds=2),
+                  refine_search=40, refine_trials=20, refine_seeds=2, nested_trials=15, nested_folds=5, nested_seeds=2,
+                  mlflow_trials=200),
     "tiny": dict(reps=1, grid_c=[1, 10], grid_gamma=[1e-3, 1e-2], budget=3, seeds=1, loop_trials=4, loop_reps=1,
                  scaling_trials=2, scaling_reps=1, memory_rows=500, startup_reps=1, wide_rows=300, wide_alphas=2,
                  growth_trials=20, growth_early=(5, 10), growth_late=5,
                  prune_trials=6, prune_seeds=1, prune_peer_seeds=1, prune_candidates=9,
-                 refine_search=4, refine_trials=2, refine_seeds=1, nested_trials=3, nested_folds=2, nested_seeds=1),
+                 refine_search=4, refine_trials=2, refine_seeds=1, nested_trials=3, nested_folds=2, nested_seeds=1,
+                 mlflow_trials=5),
 }
 
 
@@ -1042,6 +1045,46 @@ def startup(profile: dict[str, Any], work: Path) -> list[Row]:
     return rows
 
 
+MLFLOW_SPEC = """
+name: mlflow-cost
+data: {{dataset: iris}}
+model: {{estimator: decision_tree}}
+search_space:
+  max_depth: {{type: int, low: 1, high: 10}}
+  min_samples_split: {{type: int, low: 2, high: 20}}
+cv: {{folds: 2}}
+strategy: {{kind: random, n_trials: {trials}, pruner: none}}
+output:
+  mlflow: {{tracking_uri: "sqlite:///{store}/mlflow.db", artifact_location: "{store}/artifacts"}}
+"""
+
+
+def mlflow_tracking(profile: dict[str, Any], work: Path) -> list[Row]:
+    """What output.mlflow costs per trial against a local SQLite store: the nested runs' logging
+    (one search for those logged, then a run per trial), and apart from it the fixed cost of a
+    run (the parent's scores and files, the model)."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # read when mlflow is imported
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        return []
+    per_trial, fixed = [], []
+    for rep in range(profile["reps"]):
+        folder = work / f"mlflow-{rep}"
+        folder.mkdir()
+        spec = write_spec(folder, "mlflow", MLFLOW_SPEC.format(trials=profile["mlflow_trials"], store=folder))
+        record = _run_library(spec, folder / "out").mlflow
+        assert record["error"] is None, record["error"]
+        per_trial.append(record["seconds_per_trial"])
+        fixed.append(record["seconds"] - record["seconds_per_trial"] * record["nested_runs_logged"])
+    value = median(per_trial)
+    return [Row(f"MLflow tracking, SQLite store, {profile['mlflow_trials']} trials", "seconds per trial (its nested run)",
+                value, None, "-", None, len(per_trial), "<= 0.02 s", value <= 0.02,
+                f"fixed per run (parent run, files, model): {median(fixed):.2f} s",
+                {"hptune": per_trial, "fixed": fixed})]
+
+
 # -- 7. memory --------------------------------------------------------------------------------
 
 def memory(profile: dict[str, Any], work: Path) -> list[Row]:
@@ -1126,7 +1169,7 @@ def write_reports(rows: list[Row], profile_name: str, seconds: float, out_dir: P
 
 
 MEASURES = [against_gridsearch, against_gridsearch_wide, search_quality, trials_to_grid_best, against_optuna_loop,
-            pruning, refine, nested_cv, parallel_scaling, study_growth, startup, memory]
+            pruning, refine, nested_cv, parallel_scaling, study_growth, startup, memory, mlflow_tracking]
 
 
 def main() -> None:

@@ -63,6 +63,7 @@ class RunResult:
     gates: list[Any] = field(default_factory=list)  # hptune.gates.Verdict, one per gate set
     fixed_params: dict[str, Any] = field(default_factory=dict)  # model.params as resolved (best.yaml has both)
     nested: NestedEstimate | None = None  # evaluation: nested CV's estimate (None: not asked, or not run)
+    mlflow: dict[str, Any] | None = None  # output.mlflow: run.json's mlflow record (run_id, error)
 
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from hptune import finish, housekeeping, nested, refine
+from hptune import finish, housekeeping, nested, refine, tracking
 from hptune import storage as storage_mod
 from hptune.crossval import prepare
 from hptune.errors import RunFailedError, RunInterruptedError, UsageError
@@ -59,6 +59,7 @@ def run_experiment(
     options = options or RunOptions()
     started_at = datetime.now(timezone.utc)
     clock = time.perf_counter()
+    tracking.require(exp)
     setup = prepare(exp)
     handle = open_study(exp, resume=options.resume, fresh=options.fresh, machine_index=options.worker_index)
     tidied = housekeeping.tidy(handle, options.retry_failed)
@@ -102,6 +103,7 @@ def run_experiment(
         stop, cut_short = Stop(StopReason.INTERRUPTED), True
     try:
         result = finish.write_outputs(exp, handle, setup, summary, stop, rules, fitted, started_at, timings, estimate)
+        tracking.log_run(exp, handle, result, fitted)
     except KeyboardInterrupt:  # and again while writing it: the study is whole, say so
         raise RunInterruptedError(
             f"interrupted while writing the outputs; every trial is kept in {handle.where}; {resume_hint}"
@@ -166,6 +168,7 @@ def finalize_experiment(
     """Write trials.csv, best.yaml, model.joblib and run.json from an existing study (with
     ``evaluation``, nested CV's estimate too: read back from the study, or computed and stored)."""
     started_at = datetime.now(timezone.utc)
+    tracking.require(exp)
     setup = prepare(exp)
     handle = open_study(exp, create=False)
     rules = StopRules.for_experiment(exp)
@@ -174,6 +177,7 @@ def finalize_experiment(
     stop = rules.check(handle.study)
     estimate = finish.evaluate_nested(exp, handle, setup, summary, stop, on_nested)
     result = finish.write_outputs(exp, handle, setup, summary, stop, rules, fitted, started_at, {}, estimate)
+    tracking.log_run(exp, handle, result, fitted)
     if result.best_trial is None:
         error = RunFailedError(finish.no_best_message(result))
         error.result = result

@@ -216,9 +216,23 @@ class StrategySpec(_Section):
 DEFAULT_N_TRIALS = 50
 
 
+class MlflowSpec(_Section):
+    """Log the run to MLflow (hptune.tracking): one run per study, a nested run per trial."""
+
+    #: Where MLflow keeps runs (sqlite:///mlflow.db, http://host:5000, ...); default: MLflow's own
+    #: (the MLFLOW_TRACKING_URI environment variable, else its local default).
+    tracking_uri: str | None = Field(None, min_length=1)
+    #: The MLflow experiment; default: the experiment's ``name``.
+    experiment: str | None = Field(None, min_length=1)
+    #: Where a new MLflow experiment keeps its artifacts (a folder or URI); default: MLflow's.
+    artifact_location: str | None = Field(None, min_length=1)
+
+
 class OutputSpec(_Section):
     dir: str | None = None
     storage: str | None = None
+    #: Not part of the fingerprint: where a copy of the results goes, not what they are.
+    mlflow: MlflowSpec | None = None
 
     @field_validator("storage")
     @classmethod

@@ -37,6 +37,7 @@ STUDY_PRUNER = "hptune_pruner"  # the pruner the study was created with (none re
 #: Prefix of the attributes that keep nested CV's outer folds, one each: ``hptune_nested_fold_0``
 #: holds fold 0's result with the key of what it was computed from (hptune.nested).
 STUDY_NESTED_FOLD = "hptune_nested_fold_"
+STUDY_MLFLOW_RUN = "hptune_mlflow_run"  # the id of the study's MLflow run (hptune.tracking)
 
 #: Where Optuna keeps the parameters a trial was queued with (``Study.enqueue_trial``).
 OPTUNA_FIXED_PARAMS = "fixed_params"

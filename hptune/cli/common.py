@@ -139,6 +139,9 @@ def quiet_libraries() -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    # MLflow (output.mlflow) sets its logger's level when imported, from this variable: without
+    # it, its database set-up notes would be printed.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     logging.captureWarnings(False)
 
 

@@ -146,6 +146,7 @@ def render_summary(console: Console, result: RunResult) -> None:
             *[fmt_value(row[p]) for p in params],
         )
     console.print(top)
+    say_mlflow(console, result)
     counts = result.counts
     console.print(
         f"trials: {counts['complete']} complete, {counts['fail']} failed, {counts['pruned']} pruned"
@@ -194,6 +195,18 @@ def render_summary(console: Console, result: RunResult) -> None:
             f"note: model.joblib is {which}'s, from an earlier run; the best is trial {result.best_trial} "
             f"(not refitted: run again to refit it)"
         )
+
+
+def say_mlflow(console: Console, result: RunResult) -> None:
+    """Where the run went in MLflow, or one line on why it did not (the outputs are written)."""
+    record = result.mlflow
+    if record is None:
+        return
+    if record["error"] is not None:
+        console.print(f"[yellow]warning:[/yellow] mlflow: not logged: {escape(record['error'])} (the outputs are written)")
+        return
+    console.print(f"mlflow: run {record['run_id']} in {escape(record['tracking_uri'])}, "
+                  f"{record['nested_runs_logged']} new trial run(s)")
 
 
 def fmt_value(value: object) -> str:

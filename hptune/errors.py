@@ -24,7 +24,8 @@ class SpecIssue:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}:{self.column}"
+        # Line 0: not in a file but on the command line (``--set key``, named in ``file``).
+        where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
 
 
@@ -34,7 +35,7 @@ class SpecWarning(SpecIssue):
     identifier column that would be one-hot encoded, a likely typo passed to ``**kwargs``)."""
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}:{self.column}"
+        where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
         return f"{where}: {self.path}: warning: {self.message}" if self.path else f"{where}: warning: {self.message}"
 
 

@@ -327,6 +327,7 @@ def _metadata(
             "workers": handle.workers,
         },
         "command": [_mask_argument(a) for a in sys.argv],
+        "overrides": exp.sets,  # --set dotted.key=value, in the fingerprint like the file's values
         "started_at": started_at.isoformat(timespec="seconds"),
     }
 

@@ -22,6 +22,8 @@ class Overrides:
     start_from: list[str] = field(default_factory=list)
     #: --fail-under: the least CV score the best may have (gate.min_cv_score).
     fail_under: float | None = None
+    #: --set dotted.key=value, as given: put into the file's data before it is validated.
+    sets: list[str] = field(default_factory=list)
 
 
 def apply_overrides(spec: Experiment, o: Overrides) -> Experiment:

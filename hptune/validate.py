@@ -66,6 +66,7 @@ class ValidatedExperiment:
     #: Why ``strategy.kind: auto`` chose the kind the spec now holds (None: not auto).
     auto_strategy: str | None = None
     start_points: list[StartPoint] = field(default_factory=list)  # strategy.start_from, --start-from
+    sets: list[str] = field(default_factory=list)  # --set overrides, as given (run.json records them)
 
     @property
     def objectives(self) -> list[str]:
@@ -90,12 +91,15 @@ def load_experiment(
     path: Path, allow_modules: tuple[str, ...] = (), overrides: Overrides | None = None
 ) -> ValidatedExperiment:
     """Read, check and resolve the experiment at ``path``; raise SpecError with every issue."""
+    overrides = overrides or Overrides()
     loaded = load_yaml(path)
+    problems = loaded.apply_sets(overrides.sets)
     checker = _Checker(loaded, path.parent, allow_modules)
-    result = checker.run(overrides or Overrides())
-    if checker.issues or result is None:
-        raise SpecError(checker.issues)
+    result = checker.run(overrides)
+    if problems or checker.issues or result is None:
+        raise SpecError(problems + checker.issues)
     result.warnings = sorted(set(checker.warnings))
+    result.sets = list(overrides.sets)
     return result
 
 

@@ -39,6 +39,8 @@ class LoadedYaml:
     positions: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     #: Of the bytes that were read: what run.json reports, whatever happens to the file later.
     sha256: str = ""
+    #: Paths a ``--set`` on the command line gave a value, and the override as written.
+    overridden: dict[Path_, str] = field(default_factory=dict)
 
     def locate(self, path: Path_) -> tuple[Path_, tuple[int, int]]:
         """Return the longest prefix of ``path`` that exists in the file, and its position.
@@ -52,8 +54,37 @@ class LoadedYaml:
         return (), (1, 1)
 
     def issue(self, path: Path_, message: str) -> SpecIssue:
+        for end in range(len(path), 0, -1):  # a value --set gave: the override is where to fix it
+            if path[:end] in self.overridden:
+                return SpecIssue(f"--set {dotted(path)}", 0, 0, "", message)
         _, (line, column) = self.locate(path)
         return SpecIssue(self.file, line, column, dotted(path), message)
+
+    def apply_sets(self, sets: list[str]) -> list[SpecIssue]:
+        """Put each ``dotted.key=value`` of ``--set`` into the data (the value read as YAML, as
+        the file's would be); the problems with the overrides themselves."""
+        problems = []
+        for text in sets:
+            key, equals, value = text.partition("=")
+            path = tuple(part for part in key.strip().split(".") if part)
+            if not equals or not path:
+                problems.append(SpecIssue(f"--set {text}", 0, 0, "", "expected dotted.key=value, such as strategy.n_trials=200"))
+                continue
+            try:
+                parsed = yaml.load(value, Loader=_Loader) if value.strip() else None
+            except yaml.YAMLError as exc:
+                problems.append(SpecIssue(f"--set {key}", 0, 0, "", f"the value is not YAML: {' '.join(str(exc).split())}"))
+                continue
+            if not isinstance(self.data, dict):
+                continue  # the file itself is not a mapping: reported as such
+            parent = self.data
+            for part in path[:-1]:
+                if not isinstance(parent.get(part), dict):
+                    parent[part] = {}
+                parent = parent[part]
+            parent[path[-1]] = parsed
+            self.overridden[path] = text
+        return problems
 
 
 def dotted(path: Path_) -> str:

@@ -38,6 +38,15 @@ AllowModule = Annotated[
     ),
 ]
 
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        help="Override one value of the file, e.g. strategy.n_trials=200 (repeatable; the value is read as YAML).",
+    ),
+]
+
 ExperimentFile = Annotated[Path, typer.Argument(help="The experiment YAML file.", show_default=False)]
 OutOption = Annotated[Path | None, typer.Option("--out", help="Output folder (default runs/<name>).")]
 

@@ -17,6 +17,7 @@ from hptune.cli.common import (
     AllowModule,
     ExperimentFile,
     OutOption,
+    SetOption,
     StorageOption,
     collect_garbage_from_now_on,
     console,
@@ -85,6 +86,7 @@ def run(
         bool,
         typer.Option("--worker", help="Only run trials of the shared study (no refit, no output files), then exit."),
     ] = False,
+    set_values: SetOption = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON document on stdout (the result); every human line goes to stderr."),
     ] = False,
@@ -116,7 +118,7 @@ def run(
 
         overrides = Overrides(
             n_trials, timeout_seconds, n_jobs, seed, str(out) if out else None, storage, [str(path) for path in start_from or []],
-            fail_under,
+            fail_under, list(set_values or []),
         )
         exp = load_experiment(file, tuple(allow_module or ()), overrides)
         print_warnings(exp)

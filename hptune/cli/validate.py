@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from hptune.cli._app import app
-from hptune.cli.common import EXIT_ERROR, AllowModule, console, print_warnings, user_errors
+from hptune.cli.common import EXIT_ERROR, AllowModule, SetOption, console, print_warnings, user_errors
 from hptune.errors import SpecError
 
 
@@ -17,12 +17,14 @@ from hptune.errors import SpecError
 def validate(
     files: Annotated[list[Path], typer.Argument(help="Experiment files to check.", show_default=False)],
     allow_module: AllowModule = None,
+    set_values: SetOption = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON document on stdout (every problem and warning); lines go to stderr."),
     ] = False,
 ) -> None:
     """Check experiment files without training anything; report every problem at once."""
     from hptune.documents import SCHEMA_VERSION, issue_record
+    from hptune.overrides import Overrides
     from hptune.validate import load_experiment
 
     out = console(stderr=as_json)
@@ -30,7 +32,7 @@ def validate(
     checked: list[dict[str, Any]] = []
     for path in files:
         try:
-            exp = load_experiment(path, tuple(allow_module or ()))
+            exp = load_experiment(path, tuple(allow_module or ()), Overrides(sets=list(set_values or [])))
         except SpecError as exc:
             all_issues.extend(exc.issues)
             checked.append({"file": str(path), "valid": False})

@@ -309,6 +309,11 @@ def _metadata(
             "sha256": exp.data.sha256,
             "rows": exp.data.n_rows,
             "features": int(exp.data.X.shape[1]),
+            # What `hptune predict` checks new data against: the columns the model was fitted on,
+            # the target (ignored when present) and the dropped columns (kept as identifiers).
+            "columns": [str(column) for column in exp.data.X.columns],
+            "target": exp.spec.data.target,
+            "drop": list(exp.spec.data.drop),
             "train_rows": len(setup.split.y_train),
             "test_rows": 0 if setup.split.y_test is None else len(setup.split.y_test),
             # What each process could keep of the folds between trials (strategy.cache_mb).

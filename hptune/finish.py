@@ -6,6 +6,7 @@ and write the set of outputs with the run's record (run.json's metadata).
 
 from __future__ import annotations
 
+import logging
 import platform
 import sys
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from hptune.stopping import Stop, StopReason, StopRules
 from hptune.study import StudyHandle
 from hptune.trials import ATTR_STAGE
 from hptune.validate import ValidatedExperiment
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,6 +59,7 @@ class RunResult:
     feasible: int | None = None  # complete trials that keep every limit (None: no constraints)
     infeasible_because: list[str] = field(default_factory=list)  # per limit, when no trial kept them all
     objectives: dict[str, Any] | None = None  # run.json's objectives record, with several objectives
+    report_error: str | None = None  # why report.html was not written, when it was asked for and failed
 
 
 
@@ -180,9 +184,14 @@ def write_outputs(
     metadata["duration_seconds"] = round((finished_at - started_at).total_seconds(), 3)
     metadata["timings_seconds"] = {k: round(v, 3) for k, v in timings.items()}
     metadata["trials"] = summary.counts
+    metadata["budget"] = {"n_trials": rules.budget.target(rules.ledger(handle.study)),
+                          "timeout_seconds": spec.strategy.timeout}
     files = outputs.write_set(exp.output_dir, summary, document, fitted, metadata)
     if handle.journal:
         files["study"] = exp.output_dir / results.STUDY_FILE
+    report_error = None
+    if spec.output.report:
+        report_error = _write_report(exp.output_dir, handle.study, files)
     return RunResult(
         output_dir=exp.output_dir,
         status=status,
@@ -209,7 +218,22 @@ def write_outputs(
         feasible=honesty["constraints"]["feasible"] if "constraints" in honesty else None,
         infeasible_because=honesty["constraints"].get("broken", []) if "constraints" in honesty else [],
         objectives=metadata.get("objectives"),
+        report_error=report_error,
     )
+
+
+def _write_report(out: Path, study: Any, files: dict[str, Path]) -> str | None:
+    """report.html, after the set (it is a view of it, not part of it: hptune.report). A page
+    that cannot be drawn must not fail a run whose outputs are written: it is logged with its
+    traceback and said in one line; `hptune report` draws it again."""
+    from hptune.report import write_report
+
+    try:
+        files["report"] = write_report(out, study)
+    except Exception as exc:  # noqa: BLE001 - the set is whole; only the view is missing
+        log.warning("report.html was not written", exc_info=True)
+        return f"report.html was not written ({type(exc).__name__}: {exc}); `hptune report {out}` tries again"
+    return None
 
 
 def _objectives_record(goal: Any, best: Any, trials: list[Any]) -> dict[str, Any]:

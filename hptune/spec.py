@@ -216,6 +216,7 @@ DEFAULT_N_TRIALS = 50
 class OutputSpec(_Section):
     dir: str | None = None
     storage: str | None = None
+    report: bool = True  # write report.html at the end of a run (hptune.report); false: do not
 
     @field_validator("storage")
     @classmethod

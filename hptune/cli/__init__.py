@@ -1,6 +1,6 @@
 """The command line: the only part of hptune that talks to a terminal.
 
-Each command is a module (``run``, ``validate``, ``finalize``) that parses its options, calls
+Each command is a module (``run``, ``validate``, ``finalize``, ``report``) that parses its options, calls
 one library function, renders the result (``render``) and leaves errors to ``common``, which
 turns them into one line and an exit code. Heavy libraries (scikit-learn, Optuna, pandas) are
 imported inside the commands so that ``hptune --help`` is instant.
@@ -14,6 +14,7 @@ import os
 import sys
 
 from hptune.cli import finalize as _finalize  # noqa: F401 - registers the command
+from hptune.cli import report as _report  # noqa: F401 - registers the command
 from hptune.cli import run as _run  # noqa: F401 - registers the command
 from hptune.cli import validate as _validate  # noqa: F401 - registers the command
 from hptune.cli._app import app

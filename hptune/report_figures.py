@@ -76,7 +76,7 @@ def build_sections(view: Any, table: Any, metric: str | None, objectives: list[s
     importance = _cached_importance(seed)
     ranked = _importances(view, importance, target, complete)
     sections = [
-        *_history(view, names, multi),
+        *_history(view, names, multi, complete),
         _importance_section(view, importance, target, name, complete, multi),
         _try(Section("parallel", "Parallel coordinates", f"Each line is a complete trial, coloured by {name}."),
              complete, lambda: _parallel(view, target, name)),
@@ -110,18 +110,18 @@ def _try(section: Section, needed: list[Any], draw: Any, why: str = "no trial co
     return section
 
 
-def _history(view: Any, names: list[str], multi: bool) -> list[Section]:
+def _history(view: Any, names: list[str], multi: bool, complete: list[Any]) -> list[Section]:
     from optuna.visualization import plot_optimization_history
 
     about = "Each complete trial's score, and the best so far."
     if not multi:
         return [_try(Section("history", "Optimisation history", about),
-                     view.get_trials(deepcopy=False), lambda: plot_optimization_history(view, target_name=names[0]))]
+                     complete, lambda: plot_optimization_history(view, target_name=names[0]))]
     sections = []
     for i, name in enumerate(names):
         sections.append(_try(
             Section(f"history-{i}", f"Optimisation history: {name}", f"Each complete trial's {name}."),
-            view.get_trials(deepcopy=False),
+            complete,
             lambda i=i, name=name: plot_optimization_history(view, target=lambda t: t.values[i], target_name=name),
         ))
     return sections

@@ -2,7 +2,8 @@
 
 The page is built from the run's set (run.json, trials.csv, best.yaml, read back with
 ``hptune.outputs.load_run``) and from its study (for Optuna's figures). plotly.js is embedded
-once, inline; every figure is a ``Plotly.newPlot`` call on data in the page. Nothing is
+once, inline; every figure is JSON data in the page, drawn by ``Plotly.newPlot`` when it
+comes near the screen (so a page of 2,000 trials opens at once). Nothing is
 fetched: no CDN, no MathJax, no web fonts, no server. It is written after run.json and is not
 part of the set that run.json lists: it is a view of the set, written again by ``hptune report``
 at any time, and a page that cannot be drawn never makes the set itself incomplete.
@@ -33,7 +34,7 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding
 vertical-align:top}th{background:#f4f4f4}
 .banner{padding:.6em 1em;margin:1em 0;border-radius:4px;background:#fff3cd;border:1px solid #e0c060}
 .banner.bad{background:#fde2e1;border-color:#d08080}
-.note{color:#666;font-style:italic}.figure{min-height:420px}
+.note{color:#666;font-style:italic}.figure{min-height:450px}
 nav a{margin-right:.8em}
 """
 
@@ -103,12 +104,19 @@ def render(run: FinishedRun, study: Any) -> str:
         f'<script type="text/javascript">{get_plotlyjs()}</script>',
         "</head><body>",
         _header(run, metric, objectives),
-        _nav(sections),
-        *(_section_html(s) for s in sections),
-        _failures(run.table),
+        *_body(sections, run.table),
+        f"<script>{_DRAW}</script>",
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _body(sections: list[Section], table: Any) -> list[str]:
+    """The sections in order; with nothing drawn (every trial failed), the failures first."""
+    figures = [_section_html(s) for s in sections]
+    if not any(s.figure is not None for s in sections):
+        return [_failures(table), *figures]
+    return [_nav(sections), *figures, _failures(table)]
 
 
 def _metric(run: FinishedRun, objectives: list[str]) -> str | None:
@@ -137,7 +145,7 @@ _BANNERS = {
     "interrupted": ("bad", "This run was interrupted (Ctrl-C or SIGTERM): the search did not spend its budget, "
                            "and what is shown is what had completed."),
     "stopped": ("bad", "This run was stopped by a failure limit."),
-    "failed": ("bad", "Every trial failed: no score to show. The failures are listed at the end of the page."),
+    "failed": ("bad", "Every trial failed: no score to show. The failures are listed below."),
     "infeasible": ("bad", "No trial kept every constraint."),
     "partial": ("", "This run is partial"),
 }
@@ -191,15 +199,46 @@ def _nav(sections: list[Section]) -> str:
 
 
 def _section_html(section: Section) -> str:
+    import plotly.io
+
     head = f'<section id="{_e(section.key)}"><h2>{_e(section.title)}</h2><p>{_e(section.about)}</p>'
     if section.figure is None:
         return f'{head}<p class="note">{_e(section.note or "not drawn")}</p></section>'
     section.figure.update_layout(template="plotly_white")
-    body = section.figure.to_html(
-        full_html=False, include_plotlyjs=False, include_mathjax=False, div_id=f"fig-{section.key}",
-        config={"displaylogo": False, "responsive": True},
-    )
-    return f'{head}<div class="figure">{body}</div></section>'
+    # The figure as JSON data in the page ("</" escaped so no text in it can end the script);
+    # _DRAW draws it when it comes near the screen.
+    data = plotly.io.to_json(section.figure, validate=False).replace("</", "<\\/")
+    key = f"fig-{section.key}"
+    return (f'{head}<div class="figure"><div class="plot" id="{key}"></div></div>'
+            f'<script type="application/json" id="data-{key}">{data}</script></section>')
+
+
+#: Draws each figure when it comes within a screen of the viewport, so a page of 2,000 trials
+#: opens at once and scrolls; hptuneDrawAll() draws every figure (before printing, in tests).
+_DRAW = """
+(function () {
+  var config = {displaylogo: false, responsive: true};
+  var drawn = {};
+  function draw(div) {
+    if (!drawn[div.id]) {
+      var fig = JSON.parse(document.getElementById('data-' + div.id).textContent);
+      drawn[div.id] = Plotly.newPlot(div, fig.data, fig.layout, config);
+    }
+    return drawn[div.id];
+  }
+  var divs = Array.prototype.slice.call(document.querySelectorAll('div.plot'));
+  window.hptuneDrawAll = function () { return Promise.all(divs.map(draw)); };
+  window.addEventListener('beforeprint', window.hptuneDrawAll);
+  if ('IntersectionObserver' in window) {
+    var seen = new IntersectionObserver(function (entries) {
+      entries.forEach(function (e) { if (e.isIntersecting) { seen.unobserve(e.target); draw(e.target); } });
+    }, {rootMargin: '100% 0px'});
+    divs.forEach(function (div) { seen.observe(div); });
+  } else {
+    divs.forEach(draw);
+  }
+})();
+"""
 
 
 def _failures(table: Any) -> str:

@@ -17,6 +17,11 @@ log = logging.getLogger(__name__)
 
 #: How many of the best trials the fold-spread figure shows.
 TOP_TRIALS = 10
+#: fANOVA's forest: Optuna's default (64 trees, depth 64) took 53 s on 2,000 trials; 32 trees
+#: of depth 10 rank the same parameters in about a second.
+FANOVA_TREES, FANOVA_DEPTH = 32, 10
+#: The contour's colour grid, at most this many cells a side (see _coarsen).
+CONTOUR_CELLS = 60
 
 
 @dataclass
@@ -52,7 +57,7 @@ def _cached_importance(seed: int) -> Any:
 
     class CachedFanova(BaseImportanceEvaluator):
         def __init__(self) -> None:
-            self._evaluator = FanovaImportanceEvaluator(seed=seed)
+            self._evaluator = FanovaImportanceEvaluator(n_trees=FANOVA_TREES, max_depth=FANOVA_DEPTH, seed=seed)
             self._done: dict[Any, dict[str, float]] = {}
 
         def evaluate(self, study: Any, params: Any = None, *, target: Any = None) -> dict[str, float]:
@@ -120,11 +125,28 @@ def _history(view: Any, names: list[str], multi: bool, complete: list[Any]) -> l
     sections = []
     for i, name in enumerate(names):
         sections.append(_try(
-            Section(f"history-{i}", f"Optimisation history: {name}", f"Each complete trial's {name}."),
+            Section(f"history-{i}", f"Optimisation history: {name}", f"Each complete trial's {name}, and the best so far."),
             complete,
-            lambda i=i, name=name: plot_optimization_history(view, target=lambda t: t.values[i], target_name=name),
+            lambda i=i, name=name: _with_best_so_far(
+                plot_optimization_history(view, target=lambda t: t.values[i], target_name=name),
+                complete, i, view.directions[i].name == "MINIMIZE"),
         ))
     return sections
+
+
+def _with_best_so_far(fig: Any, complete: list[Any], i: int, minimise: bool) -> Any:
+    """Optuna draws the best-so-far line only for one objective; with several, each
+    objective's history gets its own (its best alone, not the Pareto choice)."""
+    import plotly.graph_objects as go
+
+    numbers, best, current = [], [], None
+    for trial in sorted(complete, key=lambda t: t.number):
+        value = trial.values[i]
+        current = value if current is None else (min(current, value) if minimise else max(current, value))
+        numbers.append(trial.number)
+        best.append(current)
+    fig.add_trace(go.Scatter(x=numbers, y=best, mode="lines", name="Best Value", line={"shape": "hv"}))
+    return fig
 
 
 def _importances(view: Any, importance: Any, target: Any, complete: list[Any]) -> dict[str, float]:
@@ -199,7 +221,36 @@ def _contour(view: Any, target: Any, name: str, complete: list[Any], ranked: dic
         return section
     pair = list(pairs[0])
     section.about = f"{name} over {pair[0]} and {pair[1]}, interpolated between the complete trials that have both."
-    return _try(section, complete, lambda: plot_contour(view, params=pair, target=target, target_name=name))
+    minimise = view.directions[0].name == "MINIMIZE"
+    return _try(section, complete,
+                lambda: _coarsen(plot_contour(view, params=pair, target=target, target_name=name), minimise))
+
+
+def _coarsen(fig: Any, minimise: bool) -> Any:
+    """Optuna's contour colours a grid of every distinct x by every distinct y: 2,000 trials
+    make 4 million cells (40 MB of page, and a browser that hangs). Blocks of neighbouring
+    values are merged into one cell holding their best score, at most CONTOUR_CELLS a side;
+    the trials' points are kept as Optuna drew them."""
+    import numpy as np
+
+    for trace in fig.data:
+        if trace.type != "contour" or trace.z is None:
+            continue
+        z = np.asarray(trace.z, dtype=float)
+        if max(z.shape) <= CONTOUR_CELLS:
+            continue
+        rows = np.array_split(np.arange(z.shape[0]), min(CONTOUR_CELLS, z.shape[0]))
+        cols = np.array_split(np.arange(z.shape[1]), min(CONTOUR_CELLS, z.shape[1]))
+        best = np.nanmin if minimise else np.nanmax
+        cells = np.full((len(rows), len(cols)), np.nan)
+        for i, r in enumerate(rows):
+            for j, c in enumerate(cols):
+                block = z[np.ix_(r, c)]
+                if np.isfinite(block).any():
+                    cells[i, j] = best(block)
+        x, y = np.asarray(trace.x, dtype=float), np.asarray(trace.y, dtype=float)
+        trace.update(z=cells, x=[float(np.median(x[c])) for c in cols], y=[float(np.median(y[r])) for r in rows])
+    return fig
 
 
 def _pareto(view: Any, objectives: list[str], complete: list[Any]) -> Section:

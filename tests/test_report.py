@@ -289,3 +289,28 @@ def test_every_figure_draws_in_chromium_without_errors_or_requests(runs, chromiu
     for key, drawn in seen["figures"].items():
         assert drawn["plotly"] and drawn["width"] > 100 and drawn["height"] > 100, (key, drawn)
         assert drawn["traces"] > 0 and drawn["marks"] > 0, (key, drawn)
+
+
+@pytest.mark.slow
+def test_a_2000_trial_report_opens_and_draws_in_chromium(chromium: str, tmp_path: Path) -> None:
+    """The study bench/run.py's report_page measures (timings there, not here)."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    spec_of = importlib.util.spec_from_file_location("bench_run", Path(__file__).resolve().parent.parent / "bench" / "run.py")
+    bench = importlib.util.module_from_spec(spec_of)
+    sys.modules.setdefault("bench_run", bench)  # its dataclasses look their module up
+    spec_of.loader.exec_module(bench)
+    spec = bench.write_spec(tmp_path, "report", bench.REPORT_SPEC)
+    out = tmp_path / "big"
+    subprocess.run([sys.executable, "-m", "hptune", "run", str(spec), "--out", str(out), "-q"], check=True,
+                   capture_output=True, timeout=600)
+    bench.grow_for_report(out, spec, 2000)  # and finalize writes the set and the report
+    report = out / "report.html"
+    assert report.stat().st_size < 20 * 2**20  # the contour's grid is coarsened (it was 46 MB)
+    seen = _open_in_browser(chromium, report, ARTIFACTS / "report-2000-trials.png")
+    assert seen["errors"] == [] and seen["requests"] == []
+    assert len(seen["figures"]) == len(_figures(report.read_text())) >= 10
+    for key, drawn in seen["figures"].items():
+        assert drawn["traces"] > 0 and drawn["marks"] > 0, (key, drawn)

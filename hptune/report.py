@@ -188,9 +188,16 @@ def _header(run: FinishedRun, metric: str | None, objectives: list[str]) -> str:
     out.append(f'<table id="summary">{body}</table>')
     params = (run.best or {}).get("params") or {}
     if params:
-        cells = "".join(f"<tr><th>{_e(k)}</th><td>{_e(json.dumps(v))}</td></tr>" for k, v in params.items())
+        cells = "".join(f"<tr><th>{_e(k)}</th><td>{_e(_param(v))}</td></tr>" for k, v in params.items())
         out.append(f'<h2>Best parameters</h2><table id="best-params">{cells}</table>')
     return "\n".join(out)
+
+
+def _param(value: Any) -> str:
+    """A parameter as a person reads it (best.yaml keeps the exact number)."""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _nav(sections: list[Section]) -> str:

@@ -207,6 +207,21 @@ def test_an_interrupted_runs_report_says_so(tmp_path: Path, monkeypatch: pytest.
     assert re.search(r'<div class="banner bad" id="status-banner">This run was interrupted', page)
 
 
+def test_a_database_studys_report_needs_its_url_since_run_json_masks_the_password(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    out = _run(tmp_path, "db", ONE_TRIAL.replace("n_trials: 1", "n_trials: 2"), "--storage", postgres_url)
+    assert "s3cret-pw" not in (out / "report.html").read_text()
+    (out / "report.html").unlink()
+    result = run_cli("report", out)
+    assert result.exit_code == 2, result
+    assert "password not recorded): give its URL with --storage" in result.stderr
+    assert "s3cret-pw" not in result.stderr
+    result = run_cli("report", out, "--storage", postgres_url)
+    assert result.exit_code == 0, result
+    assert 'id="fig-history"' in (out / "report.html").read_text()
+
+
 # -- in a real browser ------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

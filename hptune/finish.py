@@ -225,13 +225,13 @@ def write_outputs(
 def _write_report(out: Path, study: Any, files: dict[str, Path]) -> str | None:
     """report.html, after the set (it is a view of it, not part of it: hptune.report). A page
     that cannot be drawn must not fail a run whose outputs are written: it is logged with its
-    traceback and said in one line; `hptune report` draws it again."""
+    traceback (seen with --debug) and said in one line; `hptune report` draws it again."""
     from hptune.report import write_report
 
     try:
         files["report"] = write_report(out, study)
     except Exception as exc:  # noqa: BLE001 - the set is whole; only the view is missing
-        log.warning("report.html was not written", exc_info=True)
+        log.info("report.html was not written", exc_info=True)  # the traceback, with --debug
         return f"report.html was not written ({type(exc).__name__}: {exc}); `hptune report {out}` tries again"
     return None
 

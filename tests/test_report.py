@@ -180,6 +180,35 @@ def test_report_on_a_folder_without_a_run_is_one_line_and_exit_2(tmp_path: Path)
     assert result.stderr.strip() == f"error: {tmp_path} holds no hptune run (no run.json)"
 
 
+def test_report_without_the_study_beside_the_set_is_one_line_and_exit_2(runs, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(runs["one-trial"], copy)
+    (copy / "study.journal").unlink()
+    result = run_cli("report", copy)
+    assert result.exit_code == 2, result
+    assert result.stderr.strip() == f"error: {copy} holds no study.journal: the study is needed to draw the report"
+
+
+def test_a_report_that_cannot_be_drawn_is_a_warning_and_the_set_stays_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hptune.outputs import load_run
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a plotting bug")
+
+    monkeypatch.setattr("hptune.report.render", broken)
+    spec = tmp_path / "one.yaml"
+    spec.write_text(textwrap.dedent(ONE_TRIAL))
+    result = run_cli("run", spec, "--out", tmp_path / "out", "-q")
+    assert result.exit_code == 0, result
+    assert "warning: report.html was not written (RuntimeError: a plotting bug); `hptune report" in result.stderr
+    assert not (tmp_path / "out" / "report.html").exists()
+    assert load_run(tmp_path / "out").best is not None
+
+
 def test_output_report_false_writes_no_page_and_keeps_the_fingerprint(tmp_path: Path) -> None:
     out = _run(tmp_path, "one", ONE_TRIAL.replace("n_trials: 1", "n_trials: 2")
                + "output: {report: false}\n")

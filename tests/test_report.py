@@ -182,6 +182,7 @@ def test_infeasible_trials_show_as_such_and_are_never_the_best_so_far(runs) -> N
     assert (table["feasible"] == False).any() and (table["feasible"] == True).any()  # noqa: E712
     page = (runs["constrained"] / "report.html").read_text()
     history = json.loads(re.search(r'id="data-fig-history">(.*?)</script>', page, flags=re.S).group(1))
+    assert "<th>constraints</th><td>1 of 6 complete trials keep every limit (max_overfit_gap: 0.01)</td>" in page
     names = [trace.get("name") for trace in history["data"]]
     assert "Infeasible Trial" in names
     best = next(trace for trace in history["data"] if trace.get("name") == "Best Value")

@@ -178,6 +178,11 @@ def _header(run: FinishedRun, metric: str | None, objectives: list[str]) -> str:
     ]
     if objectives:
         rows.append(("objectives", ", ".join(objectives)))
+        best_values = (record.get("objectives") or {}).get("best_values") or {}
+        if best_values:
+            select = (record.get("objectives") or {}).get("select")
+            rows.append((f"best's values (select: {select})",
+                         ", ".join(f"{k} {_number(v)}" for k, v in best_values.items())))
     limits = record.get("constraints")
     if limits:
         given = ", ".join(f"{k}: {v}" for k, v in (limits.get("limits") or {}).items())

@@ -173,6 +173,7 @@ def test_several_objectives_show_each_history_and_the_pareto_front(runs) -> None
     assert sections["importance"] == sections["contour"] == "figure"
     assert "Optimisation history: model_mb" in page
     assert "<th>objectives</th><td>accuracy, model_mb</td>" in page
+    assert re.search(r"<th>best&#x27;s values \(select: accuracy\)</th><td>accuracy 0\.\d+, model_mb 0\.\d+</td>", page)
 
 
 def test_infeasible_trials_show_as_such_and_are_never_the_best_so_far(runs) -> None:

@@ -20,20 +20,24 @@ from tests.conftest import run_cli
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
-CONDITIONAL = """
-name: conditional
-seed: 0
-data: {dataset: iris, test_size: 0.2}
-model: {estimator: svc}
-search_space:
-  C: {type: float, low: 0.01, high: 100, log: true}
-  kernel: [rbf, poly, linear]
-  gamma: {type: float, low: 1.0e-4, high: 1.0, log: true, when: {kernel: [rbf, poly]}}
-  degree: {type: int, low: 2, high: 4, when: {kernel: poly}}
-  tol: {type: float, low: 1.0e-5, high: 1.0e-2, log: true}
-cv: {folds: 3}
-strategy: {kind: random, n_trials: 16, pruner: percentile, pruner_percentile: 80}
-"""
+
+
+def _bench():
+    """bench/run.py as a module: its report_page study is the one these tests use too."""
+    import importlib.util
+    import sys
+
+    if "bench_run" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("bench_run", Path(__file__).resolve().parent.parent / "bench" / "run.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["bench_run"] = module  # its dataclasses look their module up
+        spec.loader.exec_module(module)
+    return sys.modules["bench_run"]
+
+
+#: A conditional space (gamma, degree) beside plain ones, pruned hard: every figure has work.
+CONDITIONAL = (_bench().REPORT_SPEC.replace("name: bench-report", "name: conditional")
+               .replace("n_trials: 20}", "n_trials: 16, pruner: percentile, pruner_percentile: 80}"))
 
 ALL_FAILED = """
 name: all-fail
@@ -368,14 +372,10 @@ def test_every_figure_draws_in_chromium_without_errors_or_requests(runs, chromiu
 @pytest.mark.slow
 def test_a_2000_trial_report_opens_and_draws_in_chromium(chromium: str, tmp_path: Path) -> None:
     """The study bench/run.py's report_page measures (timings there, not here)."""
-    import importlib.util
     import subprocess
     import sys
 
-    spec_of = importlib.util.spec_from_file_location("bench_run", Path(__file__).resolve().parent.parent / "bench" / "run.py")
-    bench = importlib.util.module_from_spec(spec_of)
-    sys.modules.setdefault("bench_run", bench)  # its dataclasses look their module up
-    spec_of.loader.exec_module(bench)
+    bench = _bench()
     spec = bench.write_spec(tmp_path, "report", bench.REPORT_SPEC)
     out = tmp_path / "big"
     subprocess.run([sys.executable, "-m", "hptune", "run", str(spec), "--out", str(out), "-q"], check=True,

@@ -20,9 +20,11 @@ run: install
 	$(BIN)/hptune run configs/quickstart.yaml
 
 # The distributed tests need PostgreSQL: scripts/postgres.sh starts a throwaway server (installing
-# it first when run as root) and exports its URL. Without one they are skipped, except in CI.
+# it first when run as root) and exports its URL. The report.html tests need Debian's chromium:
+# scripts/chromium.sh installs it (as root) and exports its path. Without either, the tests that
+# need it are skipped, except in CI.
 test: install
-	eval "$$(bash scripts/postgres.sh)"; $(BIN)/python -m pytest
+	eval "$$(bash scripts/postgres.sh)"; eval "$$(bash scripts/chromium.sh)"; $(BIN)/python -m pytest
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
@@ -31,10 +33,10 @@ test-fast: install
 # loop; they write bench/results.md and bench/results.json (full: under 15 min on 2 cores).
 # The growing-study measure runs on the throwaway PostgreSQL the tests use (skipped without one).
 bench: install
-	eval "$$(bash scripts/postgres.sh)"; $(BIN)/python bench/run.py --profile full
+	eval "$$(bash scripts/postgres.sh)"; eval "$$(bash scripts/chromium.sh)"; $(BIN)/python bench/run.py --profile full
 
 bench-quick: install
-	eval "$$(bash scripts/postgres.sh)"; $(BIN)/python bench/run.py --profile quick --out bench/quick
+	eval "$$(bash scripts/postgres.sh)"; eval "$$(bash scripts/chromium.sh)"; $(BIN)/python bench/run.py --profile quick --out bench/quick
 
 lint: install
 	$(BIN)/ruff check hptune tests bench

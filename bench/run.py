@@ -42,20 +42,20 @@ PROFILES: dict[str, dict[str, Any]] = {
                  growth_trials=2000, growth_early=(50, 150), growth_late=100,
                  prune_trials=60, prune_seeds=3, prune_peer_seeds=3, prune_candidates=60,
                  refine_search=40, refine_trials=20, refine_seeds=5, nested_trials=30, nested_folds=5, nested_seeds=5,
-                 mlflow_trials=200),
+                 mlflow_trials=200, report_trials=2000, report_reps=3),
     "quick": dict(reps=1, grid_c=[0.1, 10, 1000], grid_gamma=[1e-4, 1e-3, 1e-2],
                   budget=15, seeds=2, loop_trials=60, loop_reps=2, scaling_trials=12, scaling_reps=1,
                   memory_rows=20_000, startup_reps=3, wide_rows=2930, wide_alphas=25,
                   growth_trials=400, growth_early=(50, 150), growth_late=100,
                   prune_trials=30, prune_seeds=1, prune_peer_seeds=1, prune_candidates=60,
                   refine_search=40, refine_trials=20, refine_seeds=2, nested_trials=15, nested_folds=5, nested_seeds=2,
-                  mlflow_trials=200),
+                  mlflow_trials=200, report_trials=2000, report_reps=1),
     "tiny": dict(reps=1, grid_c=[1, 10], grid_gamma=[1e-3, 1e-2], budget=3, seeds=1, loop_trials=4, loop_reps=1,
                  scaling_trials=2, scaling_reps=1, memory_rows=500, startup_reps=1, wide_rows=300, wide_alphas=2,
                  growth_trials=20, growth_early=(5, 10), growth_late=5,
                  prune_trials=6, prune_seeds=1, prune_peer_seeds=1, prune_candidates=9,
                  refine_search=4, refine_trials=2, refine_seeds=1, nested_trials=3, nested_folds=2, nested_seeds=1,
-                 mlflow_trials=5),
+                 mlflow_trials=5, report_trials=60, report_reps=1),
 }
 
 
@@ -1117,6 +1117,119 @@ strategy: {{kind: grid}}
                       ours, theirs, "GridSearchCV", 1.2)]
 
 
+# -- 8. report.html ------------------------------------------------------------------------------
+
+REPORT_SPEC = """
+name: bench-report
+seed: 0
+data: {dataset: iris, test_size: 0.2}
+model: {estimator: svc}
+search_space:
+  C: {type: float, low: 0.01, high: 100, log: true}
+  kernel: [rbf, poly, linear]
+  gamma: {type: float, low: 1.0e-4, high: 1.0, log: true, when: {kernel: [rbf, poly]}}
+  degree: {type: int, low: 2, high: 4, when: {kernel: poly}}
+  tol: {type: float, low: 1.0e-5, high: 1.0e-2, log: true}
+cv: {folds: 3}
+strategy: {kind: random, n_trials: 20}
+"""
+
+
+def grow_for_report(out: Path, spec: Path, n_trials: int) -> None:
+    """Make the study in ``out`` (a finished 20-trial run) hold ``n_trials`` trials, cheaply:
+    copies of its trials with new parameters drawn from their distributions and their fold
+    scores jittered, added with ``study.add_trials``; then ``finalize`` writes the set (and the
+    report) from all of them. Some are pruned and some failed, as in a real search."""
+    import numpy as np
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    from hptune.storage import journal_storage
+
+    study = optuna.load_study(study_name="bench-report", storage=journal_storage(out / "study.journal"))
+    seeds = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    rng = np.random.default_rng(0)
+    new = []
+    for k in range(n_trials - len(study.trials)):
+        source = seeds[k % len(seeds)]
+        params = {}
+        for name, dist in source.distributions.items():
+            if isinstance(dist, optuna.distributions.CategoricalDistribution):
+                params[name] = source.params[name]
+            elif dist.log:
+                value = float(np.exp(rng.uniform(np.log(dist.low), np.log(dist.high))))
+                params[name] = int(round(value)) if isinstance(dist, optuna.distributions.IntDistribution) else value
+            else:
+                params[name] = type(source.params[name])(rng.uniform(dist.low, dist.high))
+        cv = json.loads(json.dumps(source.user_attrs["cv"]))
+        for part in ("test", "train"):
+            for metric, scores in cv[part].items():
+                cv[part][metric] = [float(min(1.0, max(0.0, s + rng.normal(0, 0.02)))) for s in scores]
+        value = float(np.mean(cv["test"]["accuracy"]))
+        steps = {i + 1: float(np.mean(cv["test"]["accuracy"][: i + 1])) for i in range(len(cv["test"]["accuracy"]))}
+        kind = k % 20
+        if kind == 0:
+            new.append(create_trial(params=params, distributions=source.distributions, state=TrialState.FAIL,
+                                    user_attrs={"error": f"ValueError: synthetic failure {k % 3}"}))
+        elif kind == 1:
+            new.append(create_trial(params=params, distributions=source.distributions, state=TrialState.PRUNED,
+                                    intermediate_values={1: steps[1]}, user_attrs={}))
+        else:
+            new.append(create_trial(params=params, distributions=source.distributions, value=value,
+                                    intermediate_values=steps, user_attrs={**source.user_attrs, "cv": cv}))
+    study.add_trials(new)
+    # The budget is not part of the fingerprint: the same study, now with its whole budget spent.
+    spec.write_text(spec.read_text().replace("n_trials: 20", f"n_trials: {n_trials}"))
+    subprocess.run([*HPTUNE, "finalize", str(spec), "--out", str(out)], check=True, capture_output=True, timeout=600)
+
+
+def report_page(profile: dict[str, Any], work: Path) -> list[Row]:
+    """`hptune report` on a study of ``report_trials`` trials (whole command, start-up
+    included), and how long Chromium takes to load and draw the page, when it is here."""
+    n_trials = profile["report_trials"]
+    spec = write_spec(work, "report", REPORT_SPEC)
+    out = work / "report-run"
+    subprocess.run([*HPTUNE, "run", str(spec), "--out", str(out), "-q"], check=True, capture_output=True, timeout=600)
+    grow_for_report(out, spec, n_trials)
+    samples = [run_timed([*HPTUNE, "report", str(out)]).seconds for _ in range(profile["report_reps"])]
+    size_mb = (out / "report.html").stat().st_size / 2**20
+    value = median(samples)
+    task = f"report.html of a {n_trials:,}-trial study (conditional space, pruned and failed trials)"
+    rows = [Row(task, "median wall time of `hptune report` (seconds)", value, None, "-", None, len(samples),
+                "<= 10 s", value <= 10, f"page {size_mb:.1f} MB", {"hptune": samples})]
+    browser = _browser_seconds(out / "report.html")
+    if browser is not None:
+        opened, drawn = browser
+        rows.append(Row(task, "Chromium: page open, first screen drawn (seconds)", opened, None, "-", None, 1, "",
+                        None, "headless, --disable-gpu; the other figures draw when scrolled to"))
+        rows.append(Row(task, "Chromium: every figure drawn (seconds)", drawn, None, "-", None, 1, "", None,
+                        "hptuneDrawAll(), as before printing"))
+    return rows
+
+
+def _browser_seconds(page: Path) -> tuple[float, float] | None:
+    """Seconds until the page is open (its first screen drawn), and until every figure is."""
+    chromium = os.environ.get("HPTUNE_TEST_CHROMIUM") or "/usr/bin/chromium"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    if not os.access(chromium, os.X_OK):
+        return None
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu",
+                                    "--disable-background-networking", "--disable-component-update"])
+        try:
+            tab = browser.new_page(viewport={"width": 1280, "height": 900})
+            clock = time.perf_counter()
+            tab.goto(page.as_uri(), wait_until="load", timeout=120_000)
+            opened = time.perf_counter() - clock
+            tab.evaluate("() => window.hptuneDrawAll()")
+            return opened, time.perf_counter() - clock
+        finally:
+            browser.close()
+
+
 # -- report -------------------------------------------------------------------------------------
 
 def machine() -> str:
@@ -1169,7 +1282,7 @@ def write_reports(rows: list[Row], profile_name: str, seconds: float, out_dir: P
 
 
 MEASURES = [against_gridsearch, against_gridsearch_wide, search_quality, trials_to_grid_best, against_optuna_loop,
-            pruning, refine, nested_cv, parallel_scaling, study_growth, startup, memory, mlflow_tracking]
+            pruning, refine, nested_cv, parallel_scaling, study_growth, startup, memory, mlflow_tracking, report_page]
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ asks, say how the run ended (its status), and write the set of outputs with the 
 
 from __future__ import annotations
 
+import logging
 import platform
 import sys
 from collections.abc import Callable
@@ -27,6 +28,8 @@ from hptune.stopping import Stop, StopReason, StopRules
 from hptune.study import StudyHandle
 from hptune.trials import ATTR_STAGE
 from hptune.validate import ValidatedExperiment
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -64,6 +67,7 @@ class RunResult:
     fixed_params: dict[str, Any] = field(default_factory=dict)  # model.params as resolved (best.yaml has both)
     nested: NestedEstimate | None = None  # evaluation: nested CV's estimate (None: not asked, or not run)
     mlflow: dict[str, Any] | None = None  # output.mlflow: run.json's mlflow record (run_id, error)
+    report_error: str | None = None  # why report.html was not written, when it was asked for and failed
 
 
 
@@ -208,9 +212,14 @@ def write_outputs(
     metadata["duration_seconds"] = round((finished_at - started_at).total_seconds(), 3)
     metadata["timings_seconds"] = {k: round(v, 3) for k, v in timings.items()}
     metadata["trials"] = summary.counts
+    metadata["budget"] = {"n_trials": rules.budget.target(rules.ledger(handle.study)),
+                          "timeout_seconds": spec.strategy.timeout}
     files = outputs.write_set(exp.output_dir, summary, document, fitted, metadata)
     if handle.journal:
         files["study"] = exp.output_dir / results.STUDY_FILE
+    report_error = None
+    if spec.output.report:
+        report_error = _write_report(exp.output_dir, handle.study, files)
     return RunResult(
         output_dir=exp.output_dir,
         status=status,
@@ -240,7 +249,22 @@ def write_outputs(
         gates=verdicts,
         fixed_params=dict(exp.fixed_params),
         nested=estimate,
+        report_error=report_error,
     )
+
+
+def _write_report(out: Path, study: Any, files: dict[str, Path]) -> str | None:
+    """report.html, after the set (it is a view of it, not part of it: hptune.report). A page
+    that cannot be drawn must not fail a run whose outputs are written: it is logged with its
+    traceback (seen with --debug) and said in one line; `hptune report` draws it again."""
+    from hptune.report import write_report
+
+    try:
+        files["report"] = write_report(out, study)
+    except Exception as exc:  # noqa: BLE001 - the set is whole; only the view is missing
+        log.info("report.html was not written", exc_info=True)  # the traceback, with --debug
+        return f"report.html was not written ({type(exc).__name__}: {exc}); `hptune report {out}` tries again"
+    return None
 
 
 def _objectives_record(goal: Any, best: Any, trials: list[Any]) -> dict[str, Any]:

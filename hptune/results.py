@@ -33,8 +33,9 @@ MODEL_FILE = "model.joblib"
 RUN_FILE = "run.json"
 PARETO_FILE = "pareto.csv"  # with several objectives: trials.csv's Pareto rows
 STUDY_FILE = "study.journal"
+REPORT_FILE = "report.html"  # a view of the set, not part of it (hptune.report)
 #: Files hptune writes in an output folder (what --fresh moves aside).
-OWNED_FILES = (STUDY_FILE, f"{STUDY_FILE}.lock", TRIALS_FILE, BEST_FILE, MODEL_FILE, RUN_FILE, PARETO_FILE)
+OWNED_FILES = (STUDY_FILE, f"{STUDY_FILE}.lock", TRIALS_FILE, BEST_FILE, MODEL_FILE, RUN_FILE, PARETO_FILE, REPORT_FILE)
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:

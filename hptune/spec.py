@@ -231,6 +231,7 @@ class MlflowSpec(_Section):
 class OutputSpec(_Section):
     dir: str | None = None
     storage: str | None = None
+    report: bool = True  # write report.html at the end of a run (hptune.report); false: do not
     #: Not part of the fingerprint: where a copy of the results goes, not what they are.
     mlflow: MlflowSpec | None = None
 

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import optuna
@@ -22,26 +21,6 @@ import yaml
 
 from hptune.storage import database_storage
 from tests.conftest import run_cli
-
-
-@pytest.fixture
-def postgres_url():
-    """A fresh, empty database on the test server; dropped afterwards."""
-    admin = os.environ.get("HPTUNE_TEST_POSTGRES_URL")
-    if not admin:
-        if os.environ.get("CI") or os.environ.get("HPTUNE_REQUIRE_POSTGRES"):
-            pytest.fail("HPTUNE_TEST_POSTGRES_URL is not set: .ci/run must start PostgreSQL (scripts/postgres.sh)")
-        pytest.skip("no PostgreSQL: run `eval \"$(bash scripts/postgres.sh)\"` first")
-    import psycopg
-
-    name = f"hptune_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    # The password is ignored by the test server (trust) but must never appear in any output.
-    base, _, _ = admin.rpartition("/")
-    yield base.replace("postgres@", "postgres:s3cret-pw@", 1) + f"/{name}"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _hptune(*args: str) -> subprocess.Popen:

@@ -1,6 +1,6 @@
 """The command line: the only part of hptune that talks to a terminal.
 
-Each command is a module (``run``, ``validate``, ``finalize``) that parses its options, calls
+Each command is a module (``run``, ``validate``, ``finalize``, ``report``) that parses its options, calls
 one library function, renders the result (``render``) and leaves errors to ``common``, which
 turns them into one line and an exit code. Heavy libraries (scikit-learn, Optuna, pandas) are
 imported inside the commands so that ``hptune --help`` is instant.
@@ -17,6 +17,7 @@ from hptune.cli import compare as _compare  # noqa: F401 - registers the command
 from hptune.cli import dashboard as _dashboard  # noqa: F401 - registers the command
 from hptune.cli import finalize as _finalize  # noqa: F401 - registers the command
 from hptune.cli import predict as _predict  # noqa: F401 - registers the command
+from hptune.cli import report as _report  # noqa: F401 - registers the command
 from hptune.cli import run as _run  # noqa: F401 - registers the command
 from hptune.cli import schema as _schema  # noqa: F401 - registers the command
 from hptune.cli import show as _show  # noqa: F401 - registers the command

@@ -129,6 +129,11 @@ def say_if_partial(result: RunResult) -> None:
 def render_summary(console: Console, result: RunResult) -> None:
     from rich.table import Table
 
+    if result.report_error is not None:
+        from hptune.cli.common import console as make_console
+
+        make_console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(result.report_error)}")
+
     metric = result.metric
     table = result.table
     complete = table[table["state"] == "COMPLETE"].sort_values([f"rank_test_{metric}", "number"]).head(5)

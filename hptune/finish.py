@@ -20,6 +20,7 @@ from hptune import __version__, nested, outputs, results
 from hptune import storage as storage_mod
 from hptune.crossval import Setup
 from hptune.fingerprint import digest, fingerprint_parts
+from hptune.folds import folds_sha256
 from hptune.gates import judge
 from hptune.nested import NestedEstimate, NestedProgress
 from hptune.refit import Refit, refit_trial
@@ -198,7 +199,7 @@ def write_outputs(
     honesty = _honesty(goal, summary, trials, exp.spec.cv.train_scores)
     metadata.update({key: value for key, value in honesty.items() if key != "warning"})
     if goal.multi:
-        metadata["objectives"] = _objectives_record(goal, best, trials)
+        metadata["objectives"] = goal.record(best, trials)
     if estimate is not None:
         metadata["nested"] = estimate.record(summary.cv_score)
         timings = {**timings, "nested": estimate.seconds}
@@ -267,18 +268,6 @@ def _write_report(out: Path, study: Any, files: dict[str, Path]) -> str | None:
     return None
 
 
-def _objectives_record(goal: Any, best: Any, trials: list[Any]) -> dict[str, Any]:
-    """run.json's ``objectives``: each one and its direction, the rule that chose the best,
-    the Pareto trials, and the best's values."""
-    return {
-        "names": list(goal.objectives),
-        "directions": goal.directions,
-        "select": goal.select,
-        "pareto_trials": [t.number for t in goal.pareto_front(trials)],
-        "best_values": None if best is None else dict(zip(goal.objectives, best.values, strict=True)),
-    }
-
-
 def _honesty(goal: Any, summary: outputs.Summary, trials: list[Any], train_scores: bool) -> dict[str, Any]:
     """run.json's ``overfit_gap`` (with its threshold) and ``constraints`` (the limits, how
     many complete trials kept them, and when none did, how each was broken); ``warning``:
@@ -344,7 +333,7 @@ def _metadata(
             "fold_cache_mb_per_process": round(setup.ctx.cache_bytes / 2**20, 1),
             # Which rows each fold trains and scores on: two runs with the same value scored
             # their trials on the very same folds, so `compare` pairs their fold scores.
-            "folds_sha256": folds_sha256(setup.ctx),
+            "folds_sha256": folds_sha256(setup.ctx.X.index, setup.ctx.folds),
         },
         "study": {
             "name": spec.name,
@@ -359,18 +348,6 @@ def _metadata(
         "overrides": exp.sets,  # --set dotted.key=value, in the fingerprint like the file's values
         "started_at": started_at.isoformat(timespec="seconds"),
     }
-
-
-def folds_sha256(ctx: Any) -> str:
-    """A hash of the training rows (their labels in the data) and of every fold's rows."""
-    import hashlib
-
-    import numpy as np
-
-    digest = hashlib.sha256(",".join(map(str, ctx.X.index)).encode())
-    for train, test in ctx.folds:
-        digest.update(np.asarray(train, dtype=np.int64).tobytes() + b"|" + np.asarray(test, dtype=np.int64).tobytes())
-    return digest.hexdigest()
 
 
 def _mask_argument(argument: str) -> str:

@@ -211,3 +211,16 @@ def _one_class_folds(split: Split, folds: Folds, kind: str) -> list[FoldProblem]
 
 def _line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def folds_sha256(train_rows: Any, folds: Any) -> str:
+    """A hash of the training rows (their labels in the data) and of every fold's rows: two runs
+    with the same value scored their trials on the very same folds (``hptune compare`` pairs them)."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256(",".join(map(str, train_rows)).encode())
+    for train, test in folds:
+        digest.update(np.asarray(train, dtype=np.int64).tobytes() + b"|" + np.asarray(test, dtype=np.int64).tobytes())
+    return digest.hexdigest()

@@ -126,6 +126,17 @@ class Goal:
                 keep.append(eligible[index])
         return keep
 
+    def record(self, best: Any, trials: list[Any]) -> dict[str, Any]:
+        """run.json's ``objectives``: each one and its direction, the rule that chose the best,
+        the Pareto trials, and the best's values."""
+        return {
+            "names": list(self.objectives),
+            "directions": self.directions,
+            "select": self.select,
+            "pareto_trials": [t.number for t in self.pareto_front(trials)],
+            "best_values": None if best is None else dict(zip(self.objectives, best.values, strict=True)),
+        }
+
     def best_score(self, trials: list[Any]) -> float | None:
         best = self.best_trial(trials)
         return None if best is None else self.score(best)

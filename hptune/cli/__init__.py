@@ -16,6 +16,7 @@ import sys
 from hptune.cli import compare as _compare  # noqa: F401 - registers the command
 from hptune.cli import dashboard as _dashboard  # noqa: F401 - registers the command
 from hptune.cli import finalize as _finalize  # noqa: F401 - registers the command
+from hptune.cli import init as _init  # noqa: F401 - registers the command
 from hptune.cli import predict as _predict  # noqa: F401 - registers the command
 from hptune.cli import report as _report  # noqa: F401 - registers the command
 from hptune.cli import run as _run  # noqa: F401 - registers the command

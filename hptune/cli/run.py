@@ -111,8 +111,12 @@ def run(
     if fresh and worker:
         # Other workers may be running this study's trials: moving it aside would pull it from under them.
         raise typer.BadParameter("cannot be combined with --worker (start the study over with `run --fresh` first)", param_hint="--fresh")
-    emit = _json_on_exit if as_json else None
-    with user_errors(on_exit=emit), sigterm_as_interrupt():
+    def on_exit(exc: BaseException, code: int) -> None:
+        _github_summary(file, getattr(exc, "result", None), code, " ".join(str(exc).split()) or type(exc).__name__)
+        if as_json:
+            _json_on_exit(exc, code)
+
+    with user_errors(on_exit=on_exit), sigterm_as_interrupt():
         from hptune.overrides import Overrides
         from hptune.validate import load_experiment
 
@@ -157,6 +161,7 @@ def run(
             raise
         say_if_partial(result)
         render_summary(console(stderr=as_json), result)
+        _github_summary(file, result, EXIT_GATE if gates_missed(result) else EXIT_OK)
         if as_json:
             from hptune.documents import run_document
 
@@ -180,3 +185,21 @@ def _json_on_exit(exc: BaseException, code: int) -> None:
         status = "interrupted" if code == EXIT_INTERRUPTED else ("failed" if code == EXIT_FAIL else "error")
         document = failure_document("run", code, status, message)
     typer.echo(json.dumps(document, indent=2))
+
+
+def _github_summary(file: Path, result: object, code: int, error: str | None = None) -> None:
+    """On GitHub Actions (GITHUB_STEP_SUMMARY set): append the run's summary, as Markdown, to
+    the job's page. A summary that cannot be written is not worth failing the run for."""
+    import os
+
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return
+    from hptune.markdown import error_summary, run_summary
+
+    text = run_summary(result, file.name, code, error) if result is not None else error_summary(file.name, code, error or "")
+    try:
+        with open(target, "a", encoding="utf-8") as summary:
+            summary.write(text)
+    except OSError as exc:
+        console(stderr=True).print(f"note: could not append to GITHUB_STEP_SUMMARY ({exc.strerror or exc})")

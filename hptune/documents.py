@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-#: Raised when a document's shape changes incompatibly (a key renamed or removed).
+#: Raised only when a document's shape changes incompatibly (a key renamed or removed).
 SCHEMA_VERSION = 1
 
 

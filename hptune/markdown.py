@@ -40,7 +40,7 @@ def run_summary(result: Any, experiment: str, exit_code: int, error: str | None 
             for _, row in complete.iterrows():
                 cells = [str(row[f"rank_test_{metric}"]), str(row["number"]),
                          f"{row[f'mean_test_{metric}']:.4f} ± {row[f'std_test_{metric}']:.4f}",
-                         *[_value(row[p]) for p in params]]
+                         *[format_value(row[p]) for p in params]]
                 lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
             lines.append("")
     return "\n".join(lines) + "\n"
@@ -50,7 +50,8 @@ def error_summary(experiment: str, exit_code: int, error: str) -> str:
     return f"### hptune: {experiment} (exit {exit_code})\n\n> {_cell(error)}\n\n"
 
 
-def _value(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A parameter's value in a table: 4 significant digits, '-' for none or NaN."""
     if isinstance(value, float):
         return "-" if value != value else f"{value:.4g}"
     return "-" if value is None else str(value)

@@ -152,7 +152,7 @@ def best_yaml_text(document: dict[str, Any]) -> str:
     """``document`` as YAML: keys in the given order, numbers exact, no timestamps."""
     import yaml
 
-    return yaml.safe_dump(_plain(document), sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return yaml.safe_dump(plain(document), sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
 def best_document(
@@ -196,12 +196,12 @@ def best_document(
     return document
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """numpy scalars and tuples to plain Python, so YAML/JSON write them as numbers and lists."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
         return value.item()
     return value
@@ -209,9 +209,9 @@ def _plain(value: Any) -> Any:
 
 def json_text(document: dict[str, Any]) -> str:
     def default(value: Any) -> Any:
-        return _plain(value) if hasattr(value, "item") else str(value)
+        return plain(value) if hasattr(value, "item") else str(value)
 
-    return json.dumps(_plain(document), indent=2, default=default, allow_nan=False) + "\n"
+    return json.dumps(plain(document), indent=2, default=default, allow_nan=False) + "\n"
 
 
 def group_failures(trials: list[Any]) -> list[tuple[str, int, str]]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hptune.outputs import load_run
+from hptune.results import plain
 
 
 def describe_run(folder: Path, top: int = 5) -> dict[str, Any]:
@@ -67,7 +68,7 @@ def _top_trials(table: Any, metric: str, top: int) -> list[dict[str, Any]]:
             "cv_score": _number(row[f"mean_test_{metric}"]),
             "cv_std": _number(row[f"std_test_{metric}"]),
             "train_score": _number(row.get(f"mean_train_{metric}")),
-            "params": {p.removeprefix("param_"): _plain(row[p]) for p in params if not _missing(row[p])},
+            "params": {p.removeprefix("param_"): plain(row[p]) for p in params if not _missing(row[p])},
         })
     return rows
 
@@ -79,7 +80,3 @@ def _missing(value: Any) -> bool:
 def _number(value: Any) -> float | None:
     return None if _missing(value) else float(value)
 
-
-def _plain(value: Any) -> Any:
-    """A value from trials.csv as plain JSON data (numpy scalars to numbers)."""
-    return value.item() if hasattr(value, "item") else value

@@ -10,6 +10,19 @@ from typer.testing import CliRunner
 
 from hptune.cli import app
 
+#: Every trial fails (min_samples_split must be >= 2): the all-failed run, shared by tests.
+ALL_FAILED = """
+name: all-fail
+data: {dataset: wine}
+model: {estimator: decision_tree}
+search_space:
+  min_samples_split: [1]
+  max_depth: [2, 3]
+cv: {folds: 3}
+strategy: {kind: grid}
+"""
+
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import ALL_FAILED, run_cli
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
@@ -38,17 +38,6 @@ def _bench():
 #: A conditional space (gamma, degree) beside plain ones, pruned hard: every figure has work.
 CONDITIONAL = (_bench().REPORT_SPEC.replace("name: bench-report", "name: conditional")
                .replace("n_trials: 20}", "n_trials: 16, pruner: percentile, pruner_percentile: 80}"))
-
-ALL_FAILED = """
-name: all-fail
-data: {dataset: wine}
-model: {estimator: decision_tree}
-search_space:
-  min_samples_split: [1]
-  max_depth: [2, 3]
-cv: {folds: 3}
-strategy: {kind: grid}
-"""
 
 ONE_TRIAL = """
 name: one

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import CONFIGS, run_cli
+from tests.conftest import ALL_FAILED, CONFIGS, run_cli
 
 SVC_IRIS = """
 name: svc-iris
@@ -118,18 +118,7 @@ def test_failed_trials_are_recorded_and_the_run_goes_on(write_spec, tmp_path: Pa
 
 
 def test_every_trial_failing_exits_1_with_the_error_once(write_spec, tmp_path: Path) -> None:
-    spec = write_spec(
-        """
-        name: all-fail
-        data: {dataset: wine}
-        model: {estimator: decision_tree}
-        search_space:
-          min_samples_split: [1]
-          max_depth: [2, 3]
-        cv: {folds: 3}
-        strategy: {kind: grid}
-        """
-    )
+    spec = write_spec(ALL_FAILED)
     out = tmp_path / "out"
     result = run_cli("run", spec, "--out", out)
     assert result.exit_code == 1, result

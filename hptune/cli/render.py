@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hptune.cli.common import escape
+from hptune.markdown import format_value as fmt_value
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -212,9 +213,3 @@ def say_mlflow(console: Console, result: RunResult) -> None:
         return
     console.print(f"mlflow: run {record['run_id']} in {escape(record['tracking_uri'])}, "
                   f"{record['nested_runs_logged']} new trial run(s)")
-
-
-def fmt_value(value: object) -> str:
-    if isinstance(value, float):
-        return "-" if value != value else f"{value:.4g}"
-    return "-" if value is None else str(value)

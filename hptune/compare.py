@@ -77,13 +77,13 @@ def compare(a: Path, b: Path) -> Comparison:
         result.paired = side_a.folds_sha256 is not None and side_a.folds_sha256 == side_b.folds_sha256 and len(fa) == len(fb)
         if result.paired:
             differences = [y - x for x, y in zip(fa, fb, strict=True)]
-            result.standard_error = math.sqrt(_corrected_variance(differences))
+            result.standard_error = math.sqrt(corrected_variance(differences))
         else:
-            result.standard_error = math.sqrt(_corrected_variance(fa) + _corrected_variance(fb))
+            result.standard_error = math.sqrt(corrected_variance(fa) + corrected_variance(fb))
     return result
 
 
-def _corrected_variance(scores: list[float]) -> float:
+def corrected_variance(scores: list[float]) -> float:
     """The variance of the mean of k fold scores, with Nadeau and Bengio's correction."""
     k = len(scores)
     mean = sum(scores) / k

@@ -38,6 +38,7 @@ def run_document(result: Any, exit_code: int, error: str | None = None) -> dict[
         "output_dir": str(result.output_dir),
         "files": {name: str(path) for name, path in result.files.items()},
         "gates": [verdict.record() for verdict in result.gates],
+        "baseline": None if result.baseline is None else result.baseline.record(),  # --baseline
         "problems": [],
     }
     if result.objectives is not None:
@@ -54,5 +55,5 @@ def failure_document(command: str, exit_code: int, status: str, error: str | Non
     }
     if command == "run":
         document = {**document, "stop_reason": None, "stop_detail": None, "metric": None, "strategy": None, "best": None,
-                    "trials": {}, "output_dir": None, "files": {}, "gates": []}
+                    "trials": {}, "output_dir": None, "files": {}, "gates": [], "baseline": None}
     return document

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hptune import __version__, nested, outputs, results
+from hptune import __version__, baseline, nested, outputs, results
 from hptune import storage as storage_mod
 from hptune.crossval import Setup
 from hptune.fingerprint import digest, fingerprint_parts
@@ -69,6 +69,7 @@ class RunResult:
     nested: NestedEstimate | None = None  # evaluation: nested CV's estimate (None: not asked, or not run)
     mlflow: dict[str, Any] | None = None  # output.mlflow: run.json's mlflow record (run_id, error)
     report_error: str | None = None  # why report.html was not written, when it was asked for and failed
+    baseline: baseline.Comparison | None = None  # --baseline against the best (hptune.baseline)
 
 
 
@@ -204,6 +205,10 @@ def write_outputs(
         metadata["nested"] = estimate.record(summary.cv_score)
         timings = {**timings, "nested": estimate.seconds}
     verdicts = judge(spec.gate, summary.cv_score, test_score)
+    against = None if exp.baseline is None else baseline.compare(exp.baseline, trials, best, summary.best_params, goal.metric)
+    if against is not None:
+        metadata["baseline"] = against.record()
+        verdicts += [v for v in [against.verdict()] if v is not None]
     if verdicts:
         metadata["gates"] = [verdict.record() for verdict in verdicts]
     if partial_reason is not None:
@@ -251,6 +256,7 @@ def write_outputs(
         fixed_params=dict(exp.fixed_params),
         nested=estimate,
         report_error=report_error,
+        baseline=against,
     )
 
 

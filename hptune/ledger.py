@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hptune.trials import ATTR_RETRY_OF, ATTR_RETRY_REASON, holds_budget, work_key
+from hptune.trials import ATTR_BASELINE, ATTR_RETRY_OF, ATTR_RETRY_REASON, holds_budget, work_key
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,9 @@ class Ledger:
         # numbers sorted, so "how many pieces of work are ahead of trial n" is a bisection.
         self._first_finished: dict[str, int] = {}
         self._first_sorted: list[int] = []
+        #: Baseline trials (hptune.baseline) queued, running or run: outside the budget, so
+        #: progress counts them on top of it.
+        self.baselines: set[int] = set()
 
     def update(self, trials: list[Any]) -> Ledger:
         """Fold in what changed since the last update; ``trials`` is the study's full list, in
@@ -96,8 +99,10 @@ class Ledger:
             number = trial.number
             if number not in self.open:  # a new trial: its attributes were set when it was created
                 attrs = trial.user_attrs
-                if attrs.get(ATTR_RETRY_REASON) == "failed":
+                if attrs.get(ATTR_RETRY_REASON) == "failed" and ATTR_BASELINE not in attrs:  # a baseline costs none
                     self.retried_failures.add(attrs.get(ATTR_RETRY_OF))
+            if ATTR_BASELINE in trial.user_attrs:
+                (self.baselines.add if holds_budget(trial) else self.baselines.discard)(number)
             if trial.state.is_finished():
                 self.open.pop(number, None)
                 self._finish(trial, by_number)

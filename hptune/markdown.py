@@ -1,5 +1,5 @@
 """A run's summary as Markdown, for a CI job's page (GitHub Actions' ``GITHUB_STEP_SUMMARY``):
-the best scores, the gate verdicts, the top trials. Plain data in, text out; the CLI appends it."""
+the best scores, the gate verdicts, the baseline and what changed from it, the top trials. Plain data in, text out; the CLI appends it."""
 
 from __future__ import annotations
 
@@ -26,9 +26,11 @@ def run_summary(result: Any, experiment: str, exit_code: int, error: str | None 
     if result.gates:
         lines += ["**Gates**", ""]
         for verdict in result.gates:
-            value = "none" if verdict.value is None else f"{verdict.value:.4f}"
-            lines.append(f"- {'✅ passed' if verdict.passed else '❌ missed'}: `{verdict.gate}` {verdict.threshold:g} (found {value})")
+            bar = "" if verdict.detail else f" {verdict.threshold:g}"
+            lines.append(f"- {'✅ passed' if verdict.passed else '❌ missed'}: `{verdict.gate}`{bar} "
+                         f"({_cell(verdict.describe(metric))})")
         lines.append("")
+    lines += _baseline_section(result.baseline)
     table = result.table
     if table is not None and not table.empty and f"rank_test_{metric}" in table.columns:
         complete = table[table["state"] == "COMPLETE"].sort_values([f"rank_test_{metric}", "number"]).head(TOP)
@@ -44,6 +46,20 @@ def run_summary(result: Any, experiment: str, exit_code: int, error: str | None 
                 lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
             lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def _baseline_section(against: Any) -> list[str]:
+    """The baseline's score and the parameters the best changed (what a reviewer of the
+    proposed best.yaml reads first)."""
+    if against is None:
+        return []
+    lines = ["**Baseline**", "", f"{_cell(against.describe())}", ""]
+    if against.changes and against.trial != against.best_trial:
+        lines += ["| parameter | baseline | best |", "|---|---|---|"]
+        lines += [f"| {_cell(name)} | {_cell(format_value(old))} | {_cell(format_value(new))} |"
+                  for name, old, new in against.changes]
+        lines.append("")
+    return lines
 
 
 def error_summary(experiment: str, exit_code: int, error: str) -> str:

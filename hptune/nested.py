@@ -181,7 +181,7 @@ def evaluate_nested(
     workers = min(worker_count(spec.strategy.n_jobs), len(todo))
     job = _Job(
         # The data reaches a worker once, as the training part; the experiment goes without it.
-        exp=replace(exp, data=None, split=None, folds=None, start_points=[]),  # type: ignore[arg-type]
+        exp=replace(exp, data=None, split=None, folds=None, start_points=[], baseline=None),  # type: ignore[arg-type]
         pipeline=setup.ctx.pipeline,
         split=Split(setup.split.X_train, setup.split.y_train, setup.split.groups_train, None, None),
         outer=outer,

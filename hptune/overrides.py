@@ -24,6 +24,10 @@ class Overrides:
     fail_under: float | None = None
     #: --set dotted.key=value, as given: put into the file's data before it is validated.
     sets: list[str] = field(default_factory=list)
+    #: --baseline: a best.yaml (relative to the current directory) run first and compared with
+    #: (hptune.baseline); --require-improvement: the best must beat it beyond one standard error.
+    baseline: str | None = None
+    require_improvement: bool = False
 
 
 def apply_overrides(spec: Experiment, o: Overrides) -> Experiment:

@@ -17,6 +17,7 @@ from typing import Any
 from hptune.constraints import measures
 from hptune.ranking import Goal, rank_greater_is_better
 from hptune.trials import (
+    ATTR_BASELINE,
     ATTR_CV,
     ATTR_ERROR,
     ATTR_STAGE,
@@ -74,6 +75,7 @@ def trials_table(
 ) -> Any:
     """One row per trial (queued and skipped ones excluded), with ``cv_results_`` column names;
     with ``stages`` (an experiment with ``refine:``), a ``stage`` column: search or refine;
+    ``baseline`` (true on its trial) once the study ran a --baseline;
     with train scores, ``overfit_gap``; with constraints, ``feasible`` (infeasible trials rank
     after the feasible ones); ``predict_time`` and ``model_mb`` when measured; with several
     objectives, ``pareto``."""
@@ -86,9 +88,12 @@ def trials_table(
     sizes = "model_mb" in objectives or (limits is not None and limits.measures_size)
     front = {t.number for t in goal.pareto_front(trials)} if goal is not None and goal.multi else None
 
+    baselines = any(ATTR_BASELINE in trial.user_attrs for trial in trials)
     rows = []
     for trial in shown(trials):
         row: dict[str, Any] = {"number": trial.number, "state": trial.state.name}
+        if baselines:  # which trial ran --baseline's parameters (hptune.baseline)
+            row["baseline"] = ATTR_BASELINE in trial.user_attrs
         if stages:
             row["stage"] = trial.user_attrs.get(ATTR_STAGE, "search")
         for name in param_names:

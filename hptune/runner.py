@@ -77,6 +77,7 @@ def run_experiment(
     search_clock = time.perf_counter()
     interrupted = False
     try:
+        search.run_baseline()
         if not refine.started(handle.study):
             search.run()
         if refining:

@@ -33,7 +33,7 @@ def describe_run(folder: Path, top: int = 5) -> dict[str, Any]:
         "top": [],
         "files": sorted(run.get("files") or {}),
     }
-    for key in ("overfit_gap", "constraints", "objectives"):
+    for key in ("overfit_gap", "constraints", "objectives", "gates", "baseline"):
         if key in run:
             described[key] = run[key]
     if best is not None:

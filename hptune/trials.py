@@ -21,6 +21,7 @@ ATTR_RETRY_OF = "hptune_retry_of"  # number of the trial whose parameters this o
 ATTR_RETRY_REASON = "hptune_retry_reason"  # interrupted | died | failed
 ATTR_WORK = "hptune_work"  # which piece of work a re-queued trial does (see work_key)
 ATTR_START = "hptune_start_from"  # a warm-start point's key (hptune.warmstart)
+ATTR_BASELINE = "hptune_baseline"  # the --baseline trial's key (hptune.baseline): it costs no budget
 ATTR_STAGE = "hptune_stage"  # "refine" on the refine stage's trials (none: the main search)
 
 #: The error of a trial cut short by Ctrl-C or SIGTERM (its process lived on).
@@ -153,8 +154,9 @@ def requeue(study: Any, trial: Any, reason: str) -> None:
         if ATTR_RETRY_OF in trial.user_attrs and ATTR_WORK not in trial.user_attrs:
             by_number = {t.number: t for t in study.get_trials(deepcopy=False)}  # a 0.1.0 re-run
         attrs[ATTR_WORK] = work_key(trial, by_number)
-    if ATTR_GRID_POINT in trial.user_attrs:
-        attrs[ATTR_GRID_POINT] = trial.user_attrs[ATTR_GRID_POINT]
+    for kept in (ATTR_GRID_POINT, ATTR_BASELINE):  # what the trial is, beside the work it does
+        if kept in trial.user_attrs:
+            attrs[kept] = trial.user_attrs[kept]
     params = {**trial.system_attrs.get(OPTUNA_FIXED_PARAMS, {}), **trial.params}
     study.enqueue_trial(params, user_attrs=attrs)
 

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from hptune import space as space_mod
+from hptune.baseline import Baseline
 from hptune.data import BUNDLED_TASKS, DataFieldError, Dataset, Split, infer_task, load_dataset
 from hptune.datacheck import suspicious_columns, text_without_preprocessing
 from hptune.errors import DataError, SpecError, SpecIssue, SpecWarning
@@ -66,6 +67,7 @@ class ValidatedExperiment:
     #: Why ``strategy.kind: auto`` chose the kind the spec now holds (None: not auto).
     auto_strategy: str | None = None
     start_points: list[StartPoint] = field(default_factory=list)  # strategy.start_from, --start-from
+    baseline: Baseline | None = None  # --baseline (hptune.baseline)
     sets: list[str] = field(default_factory=list)  # --set overrides, as given (run.json records them)
 
     @property
@@ -183,7 +185,7 @@ class _Checker(SearchChecks):
             self.check_labels(sec["data"].positive_class, metric, sec.get("extra_metrics"), task, data)
         self.check_cv(sec.get("cv"), sec.get("data"), task, data)
         metric = self.check_objectives(sec, metric, task, data)
-        grid, auto, points = self.check_search(sec, metric, search_space, fixed, overrides.start_from)
+        grid, auto, points = self.check_search(sec, metric, search_space, fixed, overrides)
         if spec is not None:  # as checked and resolved: what auto chose, the pruner objectives allow
             spec = spec.model_copy(update={"strategy": sec["strategy"]})
         if spec is None or self.issues or data is None or estimator is None or task is None:
@@ -215,6 +217,7 @@ class _Checker(SearchChecks):
             folds=folds,
             auto_strategy=auto,
             start_points=points,
+            baseline=self.baseline,
         )
 
     def check_data(self, data_spec: Any) -> Dataset | None:

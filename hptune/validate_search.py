@@ -13,7 +13,7 @@ from hptune.errors import SpecWarning
 from hptune.metrics import check_metric, check_metric_labels
 from hptune.ranking import KNEE, MEASURES
 from hptune.spec import DEFAULT_N_TRIALS
-from hptune.warmstart import load_start_points
+from hptune.warmstart import load_point, load_start_points
 
 
 class SearchChecks:
@@ -23,12 +23,13 @@ class SearchChecks:
     warnings: list[Any]
     base_dir: Any
     loaded: Any
+    baseline: Any = None  # hptune.baseline.Baseline, from --baseline
 
     def check_search(
-        self, sec: dict[str, Any], metric: str | None, search_space: Any, fixed: dict[str, Any], cli_start_from: list[str]
+        self, sec: dict[str, Any], metric: str | None, search_space: Any, fixed: dict[str, Any], overrides: Any
     ) -> tuple[list[dict[str, Any]] | None, str | None, list[Any]]:
         """(the grid's points, why auto chose its kind, the warm-start points); an auto
-        strategy is resolved in ``sec`` in place."""
+        strategy is resolved in ``sec`` in place; the --baseline is left in ``self.baseline``."""
         target = sec["stop"].target if sec.get("stop") is not None else None
         if target is not None and target > 0 and (metric or "").startswith("neg_"):  # losses are negated
             self.warn(("stop", "target"), f"{metric} is never above 0, so a target of {target:g} is never reached")
@@ -40,7 +41,8 @@ class SearchChecks:
                 kind, auto = space_mod.auto_strategy(search_space, sec["strategy"].n_trials or DEFAULT_N_TRIALS)
                 sec["strategy"] = sec["strategy"].model_copy(update={"kind": kind})
             grid = self.check_strategy(sec["strategy"], search_space)
-            points = self.check_start_from(sec["strategy"], cli_start_from, search_space, fixed)
+            points = self.check_start_from(sec["strategy"], overrides.start_from, search_space, fixed)
+            self.check_baseline(overrides, search_space, fixed)
             if grid is not None and sec.get("refine") is not None:
                 self.add(("refine",), "a grid runs every point already: refine is for the other kinds")
             if grid is not None and "nested_trials" in getattr(sec.get("evaluation"), "model_fields_set", ()):
@@ -129,6 +131,22 @@ class SearchChecks:
         self.issues += errors
         self.warnings += [SpecWarning(w.file, w.line, w.column, w.path, w.message) for w in warnings]
         return points
+
+    def check_baseline(self, overrides: Any, space: dict[str, Any], fixed: dict[str, Any]) -> None:
+        """--baseline: a best.yaml today's space takes, like a warm start (any kind, grid too)."""
+        if overrides.baseline is None:
+            return
+        from pathlib import Path
+
+        from hptune.baseline import Baseline
+
+        errors: list[Any] = []
+        warnings: list[Any] = []
+        point = load_point(overrides.baseline, Path(overrides.baseline), space, fixed, self.loaded, errors, warnings)
+        self.issues += errors
+        self.warnings += [SpecWarning(w.file, w.line, w.column, w.path, w.message) for w in warnings]
+        if point is not None:
+            self.baseline = Baseline(point, overrides.require_improvement)
 
     def check_strategy(self, strategy: Any, search_space: dict[str, Any]) -> list[dict[str, Any]] | None:
         if strategy.kind != "grid":

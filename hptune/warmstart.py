@@ -60,39 +60,53 @@ def load_start_points(
             where = ("strategy", "start_from", index)
             errors.append(space_where.issue(where, f"no such file: {name} (a best.yaml, relative to this file's folder)"))
             continue
-        try:
-            loaded = load_yaml(path, display_name=name)
-        except SpecError as exc:
-            errors += exc.issues
-            continue
-        params = loaded.data.get("params") if isinstance(loaded.data, dict) else None
-        if not isinstance(params, dict):
-            errors.append(loaded.issue(("params",), "expected a best.yaml with a `params:` mapping"))
-            continue
-        chosen: dict[str, Any] = {}
-        for key, value in params.items():
-            where = ("params", key)
-            if key in space:
-                problem = _outside(space[key], value)
-                if problem is None:
-                    chosen[key] = value
-                else:
-                    errors.append(loaded.issue(where, f"{problem} of today's {_at(space_where, key)}"))
-            elif key in fixed:
-                if fixed[key] != value:
-                    warnings.append(loaded.issue(
-                        where, f"{value!r} is fixed to {fixed[key]!r} today (not tuned): the point runs with {fixed[key]!r}"
-                    ))
-            else:
-                errors.append(loaded.issue(
-                    where, f"{key!r} is not in today's search_space ({space_where.file}) nor a fixed parameter"
-                ))
-        active: dict[str, Any] = {}
-        for key in dependency_order(space):  # a parameter whose condition does not hold is dropped
-            if key in chosen and is_active(space[key], active):
-                active[key] = chosen[key]
-        points.append(StartPoint(name, {key: active[key] for key in space if key in active}))
+        point = load_point(name, path, space, fixed, space_where, errors, warnings)
+        if point is not None:
+            points.append(point)
     return points, errors, warnings
+
+
+def load_point(
+    name: str, path: Path, space: Space, fixed: dict[str, Any], space_where: LoadedYaml,
+    errors: list[SpecIssue], warnings: list[SpecIssue],
+) -> StartPoint | None:
+    """One best.yaml at ``path`` as today's space takes it (None when it cannot be taken: the
+    reasons are added to ``errors``, each at its line in that file)."""
+    try:
+        loaded = load_yaml(path, display_name=name)
+    except SpecError as exc:
+        errors += exc.issues
+        return None
+    params = loaded.data.get("params") if isinstance(loaded.data, dict) else None
+    if not isinstance(params, dict):
+        errors.append(loaded.issue(("params",), "expected a best.yaml with a `params:` mapping"))
+        return None
+    chosen: dict[str, Any] = {}
+    before = len(errors)
+    for key, value in params.items():
+        where = ("params", key)
+        if key in space:
+            problem = _outside(space[key], value)
+            if problem is None:
+                chosen[key] = value
+            else:
+                errors.append(loaded.issue(where, f"{problem} of today's {_at(space_where, key)}"))
+        elif key in fixed:
+            if fixed[key] != value:
+                warnings.append(loaded.issue(
+                    where, f"{value!r} is fixed to {fixed[key]!r} today (not tuned): the point runs with {fixed[key]!r}"
+                ))
+        else:
+            errors.append(loaded.issue(
+                where, f"{key!r} is not in today's search_space ({space_where.file}) nor a fixed parameter"
+            ))
+    if len(errors) > before:
+        return None
+    active: dict[str, Any] = {}
+    for key in dependency_order(space):  # a parameter whose condition does not hold is dropped
+        if key in chosen and is_active(space[key], active):
+            active[key] = chosen[key]
+    return StartPoint(name, {key: active[key] for key in space if key in active})
 
 
 def _at(space_where: LoadedYaml, name: str) -> str:

@@ -47,6 +47,24 @@ SetOption = Annotated[
     ),
 ]
 
+BaselineOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--baseline",
+        exists=True,
+        dir_okay=False,
+        metavar="BEST_YAML",
+        help="Run this best.yaml's parameters first, on today's data and folds, and report the improvement over it.",
+    ),
+]
+RequireImprovementOption = Annotated[
+    bool,
+    typer.Option(
+        "--require-improvement",
+        help="Exit 3 unless the best beats the --baseline by more than one standard error of the paired fold scores.",
+    ),
+]
+
 ExperimentFile = Annotated[Path, typer.Argument(help="The experiment YAML file.", show_default=False)]
 OutOption = Annotated[Path | None, typer.Option("--out", help="Output folder (default runs/<name>).")]
 
@@ -194,7 +212,5 @@ def exit_if_a_gate_is_missed(result: Any) -> None:
         return
     err = console(stderr=True)
     for verdict in missed:
-        found = "none" if verdict.value is None else f"{verdict.value:.4f}"
-        score = "cv" if verdict.gate == "min_cv_score" else "test"
-        err.print(f"[red]gate missed:[/red] {verdict.gate} {verdict.threshold:g}: {score} {escape(result.metric)} is {found}")
+        err.print(f"[red]gate missed:[/red] {verdict.title}: {escape(verdict.describe(result.metric))}")
     raise typer.Exit(EXIT_GATE)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import typer
+
 from hptune.cli._app import app
 from hptune.cli.common import (
     AllowModule,
+    BaselineOption,
     ExperimentFile,
     OutOption,
+    RequireImprovementOption,
     StorageOption,
     collect_garbage_from_now_on,
     console,
@@ -23,14 +27,22 @@ def finalize(
     storage: StorageOption = None,
     out: OutOption = None,
     allow_module: AllowModule = None,
+    baseline: BaselineOption = None,
+    require_improvement: RequireImprovementOption = False,
 ) -> None:
     """Write trials.csv, best.yaml, model.joblib and run.json from an existing (shared) study."""
+    if require_improvement and baseline is None:
+        raise typer.BadParameter("needs --baseline BEST_YAML: the config the best must improve on",
+                                 param_hint="--require-improvement")
     # Nested CV's outer folds done before a Ctrl-C are kept in the study; its trials never change.
     with user_errors(interrupted="interrupted; the study's trials are unchanged: run finalize again to write the outputs"):
         from hptune.overrides import Overrides
         from hptune.validate import load_experiment
 
-        exp = load_experiment(file, tuple(allow_module or ()), Overrides(out=str(out) if out else None, storage=storage))
+        exp = load_experiment(file, tuple(allow_module or ()), Overrides(
+            out=str(out) if out else None, storage=storage, baseline=str(baseline) if baseline else None,
+            require_improvement=require_improvement,
+        ))
         collect_garbage_from_now_on()
         quiet_libraries()
         from functools import partial

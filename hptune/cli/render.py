@@ -186,10 +186,13 @@ def render_summary(console: Console, result: RunResult) -> None:
         console.print(nested)
     if result.test_score is not None:
         console.print(f"test {metric}: {result.test_score:.4f}")
+    if result.baseline is not None:
+        console.print(f"baseline: {escape(result.baseline.describe())}")
+        if result.baseline.changes and result.baseline.trial != result.best_trial:
+            changes = ", ".join(f"{name} {fmt_value(old)} -> {fmt_value(new)}" for name, old, new in result.baseline.changes)
+            console.print(f"  changed from the baseline: {escape(changes)}")
     for verdict in result.gates:
-        score = "cv" if verdict.gate == "min_cv_score" else "test"
-        console.print(f"gate {verdict.gate} {verdict.threshold:g}: {'passed' if verdict.passed else 'MISSED'} "
-                      f"({score} {metric} {'none' if verdict.value is None else f'{verdict.value:.4f}'})")
+        console.print(f"gate {verdict.title}: {'passed' if verdict.passed else 'MISSED'} ({escape(verdict.describe(metric))})")
     for warning in result.refit_warnings:
         short = warning if len(warning) <= 160 else warning[:157] + "..."
         console.print(f"refit warning: {escape(short)} (whole in run.json)")

@@ -15,8 +15,10 @@ from hptune.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     AllowModule,
+    BaselineOption,
     ExperimentFile,
     OutOption,
+    RequireImprovementOption,
     SetOption,
     StorageOption,
     collect_garbage_from_now_on,
@@ -87,6 +89,8 @@ def run(
         typer.Option("--worker", help="Only run trials of the shared study (no refit, no output files), then exit."),
     ] = False,
     set_values: SetOption = None,
+    baseline: BaselineOption = None,
+    require_improvement: RequireImprovementOption = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON document on stdout (the result); every human line goes to stderr."),
     ] = False,
@@ -111,6 +115,12 @@ def run(
     if fresh and worker:
         # Other workers may be running this study's trials: moving it aside would pull it from under them.
         raise typer.BadParameter("cannot be combined with --worker (start the study over with `run --fresh` first)", param_hint="--fresh")
+    if baseline is not None and worker:
+        raise typer.BadParameter("is for the run that writes the outputs (a worker runs the baseline's trial when it is "
+                                 "queued)", param_hint="--baseline")
+    if require_improvement and baseline is None:
+        raise typer.BadParameter("needs --baseline BEST_YAML: the config the best must improve on",
+                                 param_hint="--require-improvement")
     def on_exit(exc: BaseException, code: int) -> None:
         _github_summary(file, getattr(exc, "result", None), code, " ".join(str(exc).split()) or type(exc).__name__)
         if as_json:
@@ -122,7 +132,7 @@ def run(
 
         overrides = Overrides(
             n_trials, timeout_seconds, n_jobs, seed, str(out) if out else None, storage, [str(path) for path in start_from or []],
-            fail_under, list(set_values or []),
+            fail_under, list(set_values or []), str(baseline) if baseline else None, require_improvement,
         )
         exp = load_experiment(file, tuple(allow_module or ()), overrides)
         print_warnings(exp)

@@ -63,4 +63,16 @@ def _render(described: dict[str, Any]) -> None:
     for label, key in (("train", "train_score"), ("test", "test_score")):
         if best[key] is not None:
             out.print(f"{label} {metric}: {best[key]:.4f}")
+    against = described.get("baseline")
+    if against is not None:
+        line = f"baseline {against['file']} (trial {against['trial']}, {against['state']})"
+        if against["improvement"] is not None:
+            line += (f": cv {against['cv_score']:.4f}, improvement {against['improvement']:+.4f} ± "
+                     f"{against['standard_error'] or 0:.4f} (one standard error)")
+        out.print(escape(line))
+    for verdict in described.get("gates", []):
+        from hptune.gates import Verdict
+
+        judged = Verdict(**verdict)
+        out.print(escape(f"gate {judged.title}: {'passed' if judged.passed else 'MISSED'} ({judged.describe(metric)})"))
 

@@ -103,6 +103,26 @@ def test_a_grid_run_by_three_workers_visits_each_point_once(postgres_url, write_
     assert points == sorted((d, c) for d in [1, 2, 3, 4] for c in ["gini", "entropy", "log_loss"])
 
 
+@pytest.mark.slow
+def test_a_baseline_beside_workers_on_a_database_runs_once_outside_the_budget(postgres_url, write_spec, tmp_path) -> None:
+    """The run that writes the outputs queues the baseline; workers started with it may pop it
+    first. Either way it runs once, costs none of the nine trials, and the run reports it."""
+    spec = write_spec(RANDOM.replace("shared-random", "shared-baseline"))
+    committed = tmp_path / "committed.yaml"
+    committed.write_text("params: {max_depth: 1, min_samples_leaf: 20}\n")
+    out = tmp_path / "out"
+    main = _hptune("run", spec, "--storage", postgres_url, "--out", out, "--baseline", committed, "-q")
+    workers = [_hptune("run", spec, "--worker", "--storage", postgres_url, "--worker-index", i, "-q") for i in range(2)]
+    for process in [main, *workers]:
+        _finish(process)
+    ran = _finished(_trials(postgres_url, "shared-baseline"))
+    baselines = [t for t in ran if "hptune_baseline" in t.user_attrs]
+    assert len(baselines) == 1 and baselines[0].params == {"max_depth": 1, "min_samples_leaf": 20}
+    assert len(ran) == 10  # nine of the budget, and the baseline
+    record = json.loads((out / "run.json").read_text())["baseline"]
+    assert record["trial"] == baselines[0].number and record["state"] == "complete" and record["improvement"] > 0
+
+
 SLOW = """
 name: shared-slow
 seed: 2

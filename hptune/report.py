@@ -19,6 +19,7 @@ from typing import Any
 
 from hptune import results
 from hptune.errors import StorageError
+from hptune.gates import Verdict
 from hptune.outputs import FinishedRun, RunFolderError, load_run
 from hptune.report_figures import Section, build_sections, study_view
 
@@ -167,7 +168,11 @@ def _header(run: FinishedRun, metric: str | None, objectives: list[str]) -> str:
     budget = record.get("budget") or {}
     used = sum(counts.get(k, 0) for k in ("complete", "fail", "pruned"))
     states = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+    against = record.get("baseline")
+    extra = 1 if against and against.get("trial") is not None and against.get("state") != "running" else 0
+    used -= extra  # the --baseline's trial costs none of the budget (hptune.baseline)
     budget_text = f"{used} of {budget['n_trials']} trials" if budget.get("n_trials") else f"{used} trials"
+    budget_text += " and the baseline's" if extra else ""
     rows = [
         ("experiment", experiment.get("name")),
         ("status", status),
@@ -195,6 +200,13 @@ def _header(run: FinishedRun, metric: str | None, objectives: list[str]) -> str:
             (f"train {metric}", _number(record.get("train_score"))),
             (f"held-out test {metric}", _number(record.get("test_score"))),
         ]
+    if against:
+        measured = ("" if against.get("improvement") is None else
+                    f": cv {_number(against['cv_score'])}, the best improves on it by {against['improvement']:+.4g} "
+                    f"± {_number(against.get('standard_error'))} (one standard error)")
+        rows.append(("baseline", f"{against['file']} (trial {against.get('trial')}, {against.get('state')}){measured}"))
+    for verdict in (Verdict(**v) for v in record.get("gates") or []):
+        rows.append((f"gate {verdict.title}", f"{'passed' if verdict.passed else 'MISSED'} ({verdict.describe(metric or '')})"))
     body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v if v is not None else '–')}</td></tr>" for k, v in rows)
     out = [f"<h1>hptune report: {_e(experiment.get('name', ''))}</h1>"]
     if status in _BANNERS:

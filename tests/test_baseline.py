@@ -78,6 +78,9 @@ def test_the_baseline_runs_first_outside_the_budget_and_the_improvement_is_paire
                                           f"{base['standard_error']:.4f}"}]
     assert f"beats the baseline {weak} (trial 0, cv {base['cv_score']:.4f})" in result.stdout
     assert "changed from the baseline: C 0.001 ->" in result.stdout
+    page = (out / "report.html").read_text()  # the report's summary table
+    assert "6 of 6 trials and the baseline&#x27;s" in page and f"{weak} (trial 0, complete): cv" in page
+    assert "gate require_improvement</th><td>passed (improvement +" in page
     # `show` reads it back from the files alone.
     shown = run_cli("show", out, "--json")
     assert json.loads(shown.stdout)["baseline"] == base and json.loads(shown.stdout)["gates"] == record["gates"]

@@ -113,8 +113,11 @@ def is_trusted(name: str) -> bool:
 
 def _resolve(name: str) -> Any:
     """The object ``module.path.Qual.Name`` names (None when it does not exist): the longest
-    importable module prefix, then attributes. Only called for trusted packages' names."""
+    importable module prefix, then attributes. Only called for trusted packages' names, and
+    never for a dunder segment: importing ``hptune.__main__`` (or numpy.f2py's) runs a CLI."""
     parts = name.split(".")
+    if any(part.startswith("__") for part in parts):
+        return None
     for cut in range(len(parts) - 1, 0, -1):
         try:
             found: Any = importlib.import_module(".".join(parts[:cut]))

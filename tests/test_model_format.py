@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -141,10 +142,13 @@ def test_a_model_skops_cannot_save_is_one_line_and_joblib_then_resumes(
         ("posix.system", False),
         ("xgboost.core.DMatrix", False),
         ("tests.skops_estimators.RenamedLogistic", False),
+        ("hptune.__main__.main", False),  # importing it would run the CLI
+        ("numpy.f2py.__main__.main", False),
     ],
 )
 def test_the_types_hptune_trusts(name: str, trusted: bool) -> None:
     assert modelfile.is_trusted(name) is trusted
+    assert "hptune.__main__" not in sys.modules and "numpy.f2py.__main__" not in sys.modules
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

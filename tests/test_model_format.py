@@ -179,3 +179,21 @@ def test_every_alias_model_loads_from_skops_without_trust(penguins_csv: Path) ->
             np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
             checked.append(alias)
     assert {"random_forest", "hist_gradient_boosting", "knn", "mlp", "xgboost", "lightgbm"} <= set(checked)
+
+
+def test_a_run_without_a_refit_keeps_the_model_in_the_format_it_has(
+    write_spec, tmp_path: Path, penguins_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    assert _run(write_spec, out, penguins_csv).exit_code == 0
+    model = (out / "model.joblib").read_bytes()
+
+    def interrupted(*args, **kwargs):  # Ctrl-C at the moment the refit runs
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("hptune.finish.refit_trial", interrupted)
+    result = _run(write_spec, out, penguins_csv, "--set", "output.model_format=skops")
+    assert result.exit_code == 130, result
+    record = _record(out)  # the model it has, in its format: better than none, and said so
+    assert (out / "model.joblib").read_bytes() == model and not (out / "model.skops").exists()
+    assert record["model_format"] == "joblib" and record["files"]["model.joblib"]["kept_from_an_earlier_run"] is True

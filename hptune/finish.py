@@ -54,7 +54,7 @@ class RunResult:
     refit_warnings: list[str] = field(default_factory=list)
     resumed_from: int = 0
     moved_aside: str | None = None
-    model_trial: int | None = None  # the trial model.joblib holds (an earlier best after Ctrl-C)
+    model_trial: int | None = None  # the trial the model file holds (an earlier best after Ctrl-C)
     partial_reason: str | None = None  # why status is "partial": budget not spent, trials running
     stop_detail: str = ""  # what made the search stop, with the figures
     strategy: str = ""  # the kind that ran (what auto chose, when it was auto)
@@ -220,7 +220,7 @@ def write_outputs(
     metadata["trials"] = summary.counts
     metadata["budget"] = {"n_trials": rules.budget.target(rules.ledger(handle.study)),
                           "timeout_seconds": spec.strategy.timeout}
-    files = outputs.write_set(exp.output_dir, summary, document, fitted, metadata)
+    files = outputs.write_set(exp.output_dir, summary, document, fitted, metadata, spec.output.model_format)
     if handle.journal:
         files["study"] = exp.output_dir / results.STUDY_FILE
     report_error = None
@@ -315,7 +315,7 @@ def _metadata(
         "platform": platform.platform(),
         "packages": {
             name: _version(name)
-            for name in ("scikit-learn", "optuna", "numpy", "pandas", "scipy", "pydantic", "joblib")
+            for name in ("scikit-learn", "optuna", "numpy", "pandas", "scipy", "pydantic", "joblib", "skops")
         },
         "experiment": {
             "name": spec.name,

@@ -1,13 +1,14 @@
 """A run's output folder as one coherent set: summarise the trials, write the set, read it back.
 
-The set is trials.csv, best.yaml, model.joblib and run.json (and pareto.csv with several
-objectives). Each file is written atomically,
+The set is trials.csv, best.yaml, the model (model.joblib, or model.skops with
+``output.model_format: skops``) and run.json (and pareto.csv with several objectives). Each
+file is written atomically,
 and the set as a whole obeys one rule: **run.json is written last and names every file of the
 set with its sha256 and the trial it describes; before any file of a new set replaces an old
 one, the old run.json is removed.** So a folder with run.json holds a whole set (``load_run``
 checks each file against it), and a folder without it holds a set cut short while it was
 written (``hptune finalize`` or the same command writes it again). A run that ends without a
-refit (Ctrl-C) keeps the model.joblib it found, and run.json says which trial that model is.
+refit (Ctrl-C) keeps the model file it found, and run.json says which trial that model is.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hptune import results
+from hptune import modelfile, results
 from hptune.constraints import overfit_gap
 from hptune.errors import HptuneError
 from hptune.ranking import Goal
@@ -73,10 +74,11 @@ def write_set(
     best_document: dict[str, Any] | None,
     refit: Refit | None,
     metadata: dict[str, Any],
+    model_format: str = "joblib",
 ) -> dict[str, Path]:
-    """Write the set (see the module docstring for the rule); return the files it holds."""
-    import joblib
-
+    """Write the set (see the module docstring for the rule); return the files it holds.
+    Raises ModelFileError, before anything is written, when the model cannot be saved as
+    ``model_format`` asks."""
     payloads: dict[str, bytes] = {results.TRIALS_FILE: summary.table.to_csv(index=False).encode()}
     described: dict[str, dict[str, Any]] = {results.TRIALS_FILE: {"trials": len(summary.table)}}
     if "pareto" in summary.table.columns:
@@ -87,20 +89,20 @@ def write_set(
         payloads[results.BEST_FILE] = results.best_yaml_text(best_document).encode()
         described[results.BEST_FILE] = {"trial": best_document["trial"]}
     if refit is not None:
-        buffer = io.BytesIO()
-        joblib.dump(refit.model, buffer)
-        payloads[results.MODEL_FILE] = buffer.getvalue()
-        described[results.MODEL_FILE] = {"trial": refit.trial}
-    elif (out / results.MODEL_FILE).exists() and summary.best is not None:
-        # Not refitted this time: the model stays, labelled with the trial it was fitted for.
-        described[results.MODEL_FILE] = {"trial": _model_trial(out), "kept_from_an_earlier_run": True}
+        name, payloads[name] = modelfile.dumps(refit.model, model_format)
+        described[name] = {"trial": refit.trial}
+    elif summary.best is not None and (kept := _kept_model(out, model_format)) is not None:
+        # Not refitted this time: the model stays (in the format it has), labelled with the
+        # trial it was fitted for.
+        described[kept] = {"trial": _model_trial(out, kept), "kept_from_an_earlier_run": True}
 
     (out / results.RUN_FILE).unlink(missing_ok=True)  # from here on, the old set is not whole
-    # An earlier set's files that this set does not have: a pareto.csv of several objectives, or,
-    # when no trial is the best now (none keeps a limit tightened since), its best.yaml and model:
-    # left beside a run.json that no longer lists them, a pipeline would ship a model that breaks
-    # the limit. The study keeps every trial: loosen the limit and run again to get them back.
-    stale = [results.PARETO_FILE] + ([results.BEST_FILE, results.MODEL_FILE] if summary.best is None else [])
+    # An earlier set's files that this set does not have: a pareto.csv of several objectives, the
+    # model in the other format (after output.model_format changed), or, when no trial is the
+    # best now (none keeps a limit tightened since), its best.yaml and model: left beside a
+    # run.json that no longer lists them, a pipeline would ship a model that breaks the limit.
+    # The study keeps every trial: loosen the limit and run again to get them back.
+    stale = [results.PARETO_FILE, *results.MODEL_FILES.values()] + ([results.BEST_FILE] if summary.best is None else [])
     for name in stale:
         if name not in described:
             (out / name).unlink(missing_ok=True)
@@ -111,9 +113,10 @@ def write_set(
             manifest[name] = {**info, "sha256": hashlib.sha256(payloads[name]).hexdigest()}
         else:
             manifest[name] = {**info, "sha256": _sha256_of(out / name)}
-    model = manifest.get(results.MODEL_FILE)
+    model = _model_name(manifest)
     if model is not None:
-        metadata["model_trial"] = model["trial"]
+        metadata["model_trial"] = manifest[model]["trial"]
+        metadata["model_format"] = modelfile.model_format(out / model)
     metadata["files"] = manifest
     results.write_atomic(out / results.RUN_FILE, results.json_text(metadata))
     files = {"trials": out / results.TRIALS_FILE}
@@ -121,21 +124,34 @@ def write_set(
         files["pareto"] = out / results.PARETO_FILE
     if results.BEST_FILE in manifest:
         files["best"] = out / results.BEST_FILE
-    if results.MODEL_FILE in manifest:
-        files["model"] = out / results.MODEL_FILE
+    if model is not None:
+        files["model"] = out / model
     files["run"] = out / results.RUN_FILE
     return files
 
 
-def _model_trial(out: Path) -> int | None:
-    """The trial the model.joblib in ``out`` was fitted for, from the run.json beside it."""
+def _model_name(listed: dict[str, Any]) -> str | None:
+    """The model file a set lists (one at most: model.joblib or model.skops)."""
+    return next((name for name in results.MODEL_FILES.values() if name in listed), None)
+
+
+def _kept_model(out: Path, model_format: str) -> str | None:
+    """The model file an unrefitted run keeps: the one in the format asked when there is one,
+    else the other (a model of an earlier best beats none; run.json says its format)."""
+    preferred = results.MODEL_FILES[model_format]
+    names = [preferred, *(name for name in results.MODEL_FILES.values() if name != preferred)]
+    return next((name for name in names if (out / name).exists()), None)
+
+
+def _model_trial(out: Path, name: str) -> int | None:
+    """The trial the model file ``name`` in ``out`` was fitted for, from the run.json beside it."""
     try:
         previous = json.loads((out / results.RUN_FILE).read_text())
     except (OSError, ValueError):
         return None
-    listed = (previous.get("files") or {}).get(results.MODEL_FILE)
+    listed = (previous.get("files") or {}).get(name)
     if isinstance(listed, dict):
-        if listed.get("sha256") == _sha256_of(out / results.MODEL_FILE):
+        if listed.get("sha256") == _sha256_of(out / name):
             return listed.get("trial")
         return None
     # hptune 0.1.0 listed no files: its model is its best trial's when it refitted one.
@@ -158,7 +174,7 @@ class FinishedRun:
     run: dict[str, Any]  # run.json
     table: Any  # trials.csv as a DataFrame
     best: dict[str, Any] | None  # best.yaml, when a trial completed
-    model_path: Path | None  # model.joblib, when the set holds one
+    model_path: Path | None  # model.joblib or model.skops, when the set holds one
 
     @property
     def model_is_best(self) -> bool:
@@ -192,7 +208,7 @@ def load_run(folder: Path) -> FinishedRun:
     contents: dict[str, bytes] = {}
     for name, info in listed.items():
         path = folder / name
-        if name == results.MODEL_FILE:  # possibly large, and loaded by the caller if at all
+        if name in results.MODEL_FILES.values():  # possibly large, and loaded by the caller if at all
             if not path.exists():
                 raise RunFolderError(f"{path} is missing; run.json lists it")
             if _sha256_of(path) != info.get("sha256"):
@@ -217,7 +233,7 @@ def load_run(folder: Path) -> FinishedRun:
         run=run,
         table=table,
         best=best,
-        model_path=folder / results.MODEL_FILE if results.MODEL_FILE in listed else None,
+        model_path=folder / model if (model := _model_name(listed)) is not None else None,
     )
 
 

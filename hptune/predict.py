@@ -23,10 +23,12 @@ class Predictions:
     notes: list[str] = field(default_factory=list)  # what the caller should say (extra columns...)
 
 
-def predict_file(run_dir: Path, data: Path, proba: bool = False) -> Predictions:
+def predict_file(run_dir: Path, data: Path, proba: bool = False, trust: tuple[str, ...] = ()) -> Predictions:
+    """``trust``: types a model.skops may hold beyond those hptune produces (hptune.modelfile)."""
     import pandas as pd
 
     from hptune.data import _read_table
+    from hptune.modelfile import load
     from hptune.outputs import load_run
 
     finished = load_run(run_dir)
@@ -55,9 +57,11 @@ def predict_file(run_dir: Path, data: Path, proba: bool = False) -> Predictions:
         notes.append(f"{len(extra)} column(s) the model was not fitted on are ignored: {', '.join(map(repr, extra[:5]))}"
                      + (" ..." if len(extra) > 5 else ""))
     if not finished.model_is_best:
-        notes.append(f"model.joblib is trial {finished.run.get('model_trial')}'s, from an earlier run, not the best "
+        notes.append(f"{finished.model_path.name} is trial {finished.run.get('model_trial')}'s, from an earlier run, not the best "
                      f"trial {finished.run.get('best_trial')}'s (run the experiment again to refit it)")
-    model = _load_model(finished.model_path)
+    # load_run has checked the file is the one run.json lists, unchanged since; a model.joblib is
+    # a pickle (it runs code when loaded), a model.skops builds only the types it is allowed to.
+    model = load(finished.model_path, trust)
     X = frame[columns]
     out = frame[kept].reset_index(drop=True) if kept else pd.DataFrame(index=range(len(frame)))
     if proba:
@@ -69,14 +73,6 @@ def predict_file(run_dir: Path, data: Path, proba: bool = False) -> Predictions:
     else:
         out["prediction"] = model.predict(X)
     return Predictions(out, len(frame), notes)
-
-
-def _load_model(path: Path) -> Any:
-    import joblib
-
-    # model.joblib is a pickle: it runs code when loaded, so only load models from runs you trust
-    # (load_run has checked it is the file run.json lists, unchanged since).
-    return joblib.load(path)
 
 
 def write_predictions(predictions: Predictions, output: Path) -> None:

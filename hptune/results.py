@@ -31,12 +31,17 @@ from hptune.trials import (
 TRIALS_FILE = "trials.csv"
 BEST_FILE = "best.yaml"
 MODEL_FILE = "model.joblib"
+SKOPS_MODEL_FILE = "model.skops"  # output.model_format: skops (hptune.modelfile)
+#: The model file of each output.model_format; a set holds one of them at most.
+MODEL_FILES = {"joblib": MODEL_FILE, "skops": SKOPS_MODEL_FILE}
 RUN_FILE = "run.json"
 PARETO_FILE = "pareto.csv"  # with several objectives: trials.csv's Pareto rows
 STUDY_FILE = "study.journal"
 REPORT_FILE = "report.html"  # a view of the set, not part of it (hptune.report)
 #: Files hptune writes in an output folder (what --fresh moves aside).
-OWNED_FILES = (STUDY_FILE, f"{STUDY_FILE}.lock", TRIALS_FILE, BEST_FILE, MODEL_FILE, RUN_FILE, PARETO_FILE, REPORT_FILE)
+OWNED_FILES = (
+    STUDY_FILE, f"{STUDY_FILE}.lock", TRIALS_FILE, BEST_FILE, MODEL_FILE, SKOPS_MODEL_FILE, RUN_FILE, PARETO_FILE, REPORT_FILE
+)
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:

@@ -232,6 +232,10 @@ class OutputSpec(_Section):
     dir: str | None = None
     storage: str | None = None
     report: bool = True  # write report.html at the end of a run (hptune.report); false: do not
+    #: How the refitted model is saved: model.joblib (a pickle) or model.skops (skops.io, which
+    #: loads without running arbitrary code). Not part of the fingerprint: how the model is
+    #: stored, not what it is; changing it resumes the study and rewrites the model.
+    model_format: Literal["joblib", "skops"] = "joblib"
     #: Not part of the fingerprint: where a copy of the results goes, not what they are.
     mlflow: MlflowSpec | None = None
 

@@ -39,7 +39,7 @@ TAG_STUDY = "hptune.study"
 TAG_FINGERPRINT = "hptune.fingerprint"
 TAG_TRIAL = "hptune.trial"  # a nested run's trial number
 TAG_STATE = "hptune.state"  # a nested run's trial state: COMPLETE, PRUNED or FAIL
-TAG_MODEL_SHA = "hptune.model_sha256"  # the model.joblib the logged MLflow model was made from
+TAG_MODEL_SHA = "hptune.model_sha256"  # the model file the logged MLflow model was made from
 TAG_MODEL_ID = "hptune.model_id"  # that MLflow model's id
 #: Other files of the output folder logged when present (report.html: written by `hptune report`).
 OPTIONAL_FILES = ("report.html", results.PARETO_FILE)
@@ -266,14 +266,18 @@ def log_batch(client: Any, run_id: str, metrics: list[Any], params: list[Any], t
 
 
 def _log_model(client: Any, parent: Any, exp: ValidatedExperiment, result: RunResult, fitted: Refit | None) -> str | None:
-    """The model as an MLflow sklearn model, unless this very model.joblib was logged before;
+    """The model as an MLflow sklearn model, unless this very model file was logged before;
     the id of the MLflow model that holds it (load it from ``models:/<id>``).
 
-    Pickled, as model.joblib is: the same trust, and it works for any estimator (xgboost,
-    lightgbm, an --allow-module class), where skops would refuse types it does not know."""
+    In the run's own format: pickled for model.joblib (the same trust, for any estimator), and
+    MLflow's skops format for model.skops, trusting the types that file needs (the MLflow model
+    is made from the model hptune just saved and proved; MLflow records them in its MLmodel)."""
+    from hptune import modelfile
+
     path: Path | None = result.files.get("model")
     if path is None:
         return None
+    skops = modelfile.model_format(path) == "skops"
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     tags = client.get_run(parent.info.run_id).data.tags
     if tags.get(TAG_MODEL_SHA) == sha and tags.get(TAG_MODEL_ID):
@@ -282,7 +286,11 @@ def _log_model(client: Any, parent: Any, exp: ValidatedExperiment, result: RunRe
     import mlflow.sklearn
     from mlflow.entities import RunTag
 
-    model = fitted.model if fitted is not None else _load(path)
+    # A kept model (no refit) is loaded as predict would, trusting the experiment's own estimator.
+    model = fitted.model if fitted is not None else modelfile.load(path, trust=(exp.estimator_path,))
+    formatting = {"serialization_format": "pickle"}
+    if skops:
+        formatting = {"serialization_format": "skops", "skops_trusted_types": modelfile.needed_types(path)}
     # log_model reads MLflow's global tracking URI (and set_tracking_uri exports it to the
     # environment): set for the call, then put back as it was.
     previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
@@ -295,8 +303,8 @@ def _log_model(client: Any, parent: Any, exp: ValidatedExperiment, result: RunRe
         # Made in the run's experiment first: log_model alone would put it in the active one.
         logged = client.create_logged_model(parent.info.experiment_id, name="model", source_run_id=parent.info.run_id)
         mlflow.sklearn.log_model(
-            model, name="model", run_id=parent.info.run_id, model_id=logged.model_id, serialization_format="pickle",
-            pip_requirements=requirements(exp.estimator_path),
+            model, name="model", run_id=parent.info.run_id, model_id=logged.model_id, **formatting,
+            pip_requirements=requirements(exp.estimator_path, skops),
         )
     finally:
         mlflow.set_tracking_uri(previous)
@@ -307,23 +315,17 @@ def _log_model(client: Any, parent: Any, exp: ValidatedExperiment, result: RunRe
     return logged.model_id
 
 
-def requirements(estimator_path: str) -> list[str]:
-    """What loading the model needs: scikit-learn, and the estimator's own distribution (as
-    installed) when it is not scikit-learn's. Given, so that MLflow does not infer them by
-    loading the model in a new Python process (seconds per run)."""
+def requirements(estimator_path: str, skops: bool = False) -> list[str]:
+    """What loading the model needs: scikit-learn, skops for a skops model, and the estimator's
+    own distribution (as installed) when it is not scikit-learn's. Given, so that MLflow does
+    not infer them by loading the model in a new Python process (seconds per run)."""
     from importlib.metadata import packages_distributions, version
 
-    needed = ["scikit-learn"]
+    needed = ["scikit-learn", *(["skops"] if skops else [])]
     module = estimator_path.split(".", 1)[0]
     if module != "sklearn":
         needed += packages_distributions().get(module, [])[:1]
     return [f"{name}=={version(name)}" for name in needed]
-
-
-def _load(path: Path) -> Any:
-    import joblib
-
-    return joblib.load(path)
 
 
 def _decoded(exp: ValidatedExperiment, params: dict[str, Any]) -> dict[str, Any]:

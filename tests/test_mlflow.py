@@ -126,6 +126,29 @@ def _best(out: Path) -> dict:
     return yaml.safe_load((out / "best.yaml").read_text())["params"]
 
 
+def test_a_skops_model_is_logged_in_mlflows_skops_format(write_spec, tmp_path: Path, store) -> None:
+    from sklearn.datasets import load_iris
+
+    from hptune.modelfile import load
+
+    out = tmp_path / "out"
+    result = run_cli("run", write_spec(TREE.format(**store)), "--out", out, "--set", "output.model_format=skops")
+    assert result.exit_code == 0, result
+    record = json.loads((out / "run.json").read_text())
+    assert record["mlflow"]["error"] is None and record["model_format"] == "skops"
+    uri = f"models:/{record['mlflow']['model_id']}"
+    mlflow.set_tracking_uri(store["uri"])
+    try:
+        flavor = mlflow.models.get_model_info(uri).flavors["sklearn"]
+        logged = mlflow.sklearn.load_model(uri)
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert flavor["serialization_format"] == "skops"
+    assert flavor["skops_trusted_types"] == ["numpy.dtype", "sklearn.tree._tree.Tree"]
+    X = load_iris(as_frame=True).data
+    assert (logged.predict(X) == load(out / "model.skops").predict(X)).all()
+
+
 def test_resuming_logs_into_the_same_run_and_adds_only_new_trials(write_spec, tmp_path: Path, store) -> None:
     spec = write_spec(RANDOM.format(**store))
     out = tmp_path / "out"

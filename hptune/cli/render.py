@@ -201,7 +201,7 @@ def render_summary(console: Console, result: RunResult) -> None:
     if "model" in result.files and result.model_trial != result.best_trial:
         which = "an unknown trial" if result.model_trial is None else f"trial {result.model_trial}"
         console.print(
-            f"note: model.joblib is {which}'s, from an earlier run; the best is trial {result.best_trial} "
+            f"note: {result.files['model'].name} is {which}'s, from an earlier run; the best is trial {result.best_trial} "
             f"(not refitted: run again to refit it)"
         )
 

@@ -2,15 +2,22 @@
 as a trial of the same study, and says whether the new best beats it beyond the noise of the folds.
 
 - The baseline's trial runs first, in the process that writes the outputs, before any worker
-  starts, and even when a resumed study has spent its budget: it is what the search is judged
-  against. It costs none of the budget (the search runs its ``n_trials`` with or without a
-  baseline), is never pruned (a pruned yardstick measures nothing), and runs once in the life of
-  the study per set of parameters: a resumed run finds it and does not run it again. It can be
-  the best: then nothing better was found.
+  starts, and even when a resumed study has spent its budget. It is made directly (never
+  queued: Optuna's queue would run whatever waits ahead of it, and any worker could pop it).
+- It is outside the search: it costs none of the budget (the search runs its ``n_trials`` with
+  or without a baseline), and the stop rules and failure limits do not see it (a committed
+  config that reaches ``stop.target`` must not end the search before it starts; one that fails
+  today is not one of the search's failures). It is never pruned (a pruned yardstick measures
+  nothing). It can be the best: then nothing better was found.
+- It runs once in the life of the study per set of parameters: a resumed run finds it. One cut
+  short (Ctrl-C, a dead process) is not queued again; the next ``run --baseline`` runs it. One
+  that failed runs again with --retry-failed.
+- A parameter of today's space the best.yaml does not set runs with the model's default, as the
+  committed config did (``warmstart.load_point``), never with a value the sampler picks.
 - The improvement is the new best's mean CV score minus the baseline's, "greater is better"
   (a loss that went down is a positive improvement). Both trials scored on the same folds, so
   the difference is paired fold by fold, and its standard error is the one ``hptune compare``
-  uses (Nadeau and Bengio's corrected variance: folds share training rows).
+  uses (Nadeau and Bengio's corrected variance, with the folds' own test/train size ratio).
 - ``--require-improvement`` passes when that improvement is larger than one standard error
   (the issue's bar: a scheduled job proposes a change for a person to review, so a bar lower
   than compare's "two standard errors, beyond the noise" is the right trade). A baseline that
@@ -26,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hptune.gates import Verdict
-from hptune.space import Space, encode_params
+from hptune.space import encode_params
 from hptune.trials import ATTR_BASELINE, ATTR_CV, ATTR_ERROR, is_interrupted, is_skipped
 from hptune.warmstart import StartPoint
 
@@ -47,37 +54,46 @@ class Baseline:
         return "baseline:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def queue(study: Any, space: Space, baseline: Baseline) -> bool:
-    """Queue the baseline's trial unless the study holds it already (queued, running, or run
-    to an end); True when it was queued now. A trial cut short was queued again as it was
-    (``trials.requeue`` keeps the attribute), so it is found too."""
-    for trial in study.get_trials(deepcopy=False):
-        if trial.user_attrs.get(ATTR_BASELINE) == baseline.key and not is_skipped(trial) and not is_interrupted(trial):
-            return False
-    study.enqueue_trial(encode_params(space, baseline.point.params), user_attrs={ATTR_BASELINE: baseline.key})
-    return True
-
-
-def waiting(study: Any, key: str) -> bool:
+def run(handle: Any, setup: Any, retry_failed: bool = False) -> None:
+    """Run the baseline's trial in this process unless the study holds it: complete, or failed
+    (then only again with --retry-failed). Ctrl-C reaches the caller as KeyboardInterrupt, the
+    trial recorded as interrupted."""
+    import optuna
     from optuna.trial import TrialState
 
-    return any(t.user_attrs.get(ATTR_BASELINE) == key for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+    from hptune.objective import Objective
+    from hptune.trials import OPTUNA_FIXED_PARAMS
+
+    exp, study = handle.exp, handle.study
+    baseline: Baseline | None = exp.baseline
+    if baseline is None:
+        return
+    ran = [t for t in trials_of(study.get_trials(deepcopy=False), baseline.key) if t.state.is_finished()]
+    if any(t.state == TrialState.COMPLETE for t in ran) or (ran and not retry_failed):
+        return
+    # A new trial with the parameters fixed, as Study.enqueue_trial would fix them, but made
+    # running at once, so no other process can take it and nothing queued runs before it.
+    storage = study._storage
+    trial_id = storage.create_new_trial(study._study_id)
+    storage.set_trial_system_attr(trial_id, OPTUNA_FIXED_PARAMS, encode_params(exp.spec.search_space, baseline.point.params))
+    storage.set_trial_user_attr(trial_id, ATTR_BASELINE, baseline.key)
+    trial = optuna.Trial(study, trial_id)
+    objective = Objective(setup.ctx, exp.spec.search_space, handle.goal, grid=exp.grid is not None, rules=None, report_folds=False,
+                          tell_constraints=exp.spec.strategy.kind != "cmaes")
+    try:
+        value = objective(trial)
+    except KeyboardInterrupt:
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    except Exception:  # noqa: BLE001 - recorded on the trial (ATTR_ERROR), reported by compare
+        study.tell(trial, state=TrialState.FAIL)
+        return
+    study.tell(trial, value)
 
 
-def runs_elsewhere(trial: Any) -> bool:
-    """Whether another trial does this baseline trial's work: one that ran to an end, or one
-    running that started before it (two processes can pop copies queued at the same moment)."""
-    from optuna.trial import TrialState
-
-    key = trial.user_attrs.get(ATTR_BASELINE)
-    for other in trial.study.get_trials(deepcopy=False):
-        if other.number == trial.number or other.user_attrs.get(ATTR_BASELINE) != key:
-            continue
-        if is_skipped(other) or is_interrupted(other):
-            continue
-        if other.state.is_finished() or (other.state == TrialState.RUNNING and other.number < trial.number):
-            return True
-    return False
+def trials_of(trials: list[Any], key: str) -> list[Any]:
+    """The baseline's trials that count: not skipped, not cut short."""
+    return [t for t in trials if t.user_attrs.get(ATTR_BASELINE) == key and not is_skipped(t) and not is_interrupted(t)]
 
 
 @dataclass
@@ -153,14 +169,17 @@ class Comparison:
         }
 
 
-def compare(baseline: Baseline, trials: list[Any], best: Any, best_params: dict[str, Any], metric: str) -> Comparison:
-    """The baseline's trial in ``trials`` against ``best`` (None: no best), on ``metric``."""
+def compare(
+    baseline: Baseline, trials: list[Any], best: Any, best_params: dict[str, Any], metric: str, test_train_ratio: float
+) -> Comparison:
+    """The baseline's trial in ``trials`` against ``best`` (None: no best), on ``metric``;
+    ``test_train_ratio``: the folds' mean test rows over train rows (``folds.test_train_ratio``)."""
     from optuna.trial import TrialState
 
     result = Comparison(baseline.point.source, dict(baseline.point.params), required=baseline.required)
-    mine = [t for t in trials if t.user_attrs.get(ATTR_BASELINE) == baseline.key and not is_skipped(t)]
-    ran = [t for t in mine if t.state.is_finished() and not is_interrupted(t)]
-    # The complete one if any (a failure re-run by --retry-failed may have completed since).
+    mine = trials_of(trials, baseline.key)
+    ran = [t for t in mine if t.state.is_finished()]
+    # The complete one if any (a failure run again by --retry-failed may have completed since).
     chosen = next((t for t in ran if t.state == TrialState.COMPLETE), ran[-1] if ran else None)
     if chosen is None and any(t.state == TrialState.RUNNING for t in mine):
         result.state = "running"
@@ -184,7 +203,7 @@ def compare(baseline: Baseline, trials: list[Any], best: Any, best_params: dict[
     if len(differences) > 1:
         from hptune.compare import corrected_variance
 
-        result.standard_error = math.sqrt(corrected_variance(differences))
+        result.standard_error = math.sqrt(corrected_variance(differences, test_train_ratio))
     return result
 
 

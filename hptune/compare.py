@@ -6,8 +6,9 @@ trials.csv beside it (a committed best.yaml alone has none). When both runs scor
 folds (``run.json``'s ``data.folds_sha256`` agree) the difference is paired fold by fold; else
 the two sides' fold scores are independent samples. Either way the variance is Nadeau and
 Bengio's correction for cross-validation (folds share training rows, so the plain standard
-error is too small): the fold variance times (1/k + n_test/n_train), with
-n_test/n_train = 1/(k-1) for k-fold CV. "Larger than the noise" means more than two standard
+error is too small): the fold variance times (1/n + n_test/n_train) for n fold scores, with the
+folds' own n_test/n_train (run.json's ``data.test_train_ratio``: 1/(k-1) for k-fold CV, repeated
+or not; 1/(n-1) for runs that did not record it). "Larger than the noise" means more than two standard
 errors, about a 95% two-sided test.
 """
 
@@ -38,6 +39,7 @@ class Side:
     best: dict[str, Any]
     fold_scores: list[float] | None = None
     folds_sha256: str | None = None
+    test_train_ratio: float | None = None  # run.json's data.test_train_ratio (None: not recorded)
 
 
 @dataclass
@@ -75,20 +77,24 @@ def compare(a: Path, b: Path) -> Comparison:
     fa, fb = side_a.fold_scores, side_b.fold_scores
     if fa and fb and len(fa) > 1 and len(fb) > 1:
         result.paired = side_a.folds_sha256 is not None and side_a.folds_sha256 == side_b.folds_sha256 and len(fa) == len(fb)
+        ra, rb = side_a.test_train_ratio, side_b.test_train_ratio
         if result.paired:
             differences = [y - x for x, y in zip(fa, fb, strict=True)]
-            result.standard_error = math.sqrt(corrected_variance(differences))
+            result.standard_error = math.sqrt(corrected_variance(differences, ra))
         else:
-            result.standard_error = math.sqrt(corrected_variance(fa) + corrected_variance(fb))
+            result.standard_error = math.sqrt(corrected_variance(fa, ra) + corrected_variance(fb, rb))
     return result
 
 
-def corrected_variance(scores: list[float]) -> float:
-    """The variance of the mean of k fold scores, with Nadeau and Bengio's correction."""
-    k = len(scores)
-    mean = sum(scores) / k
-    variance = sum((s - mean) ** 2 for s in scores) / (k - 1)
-    return variance * (1 / k + 1 / (k - 1))
+def corrected_variance(scores: list[float], test_train_ratio: float | None = None) -> float:
+    """The variance of the mean of n fold scores, with Nadeau and Bengio's correction:
+    the scores' variance times (1/n + n_test/n_train). ``test_train_ratio`` is the folds' own
+    (``folds.test_train_ratio``; run.json's ``data.test_train_ratio``); without it, 1/(n-1), as
+    for n plain folds (runs written before hptune recorded it)."""
+    n = len(scores)
+    mean = sum(scores) / n
+    variance = sum((s - mean) ** 2 for s in scores) / (n - 1)
+    return variance * (1 / n + (1 / (n - 1) if test_train_ratio is None else test_train_ratio))
 
 
 def read_side(path: Path) -> Side:
@@ -102,8 +108,9 @@ def read_side(path: Path) -> Side:
         finished = load_run(path)
         if finished.best is None:
             raise CompareError(f"{path} has no best trial (status {finished.run.get('status')!r}): nothing to compare")
+        data = finished.run.get("data") or {}
         return Side(str(path), finished.best, _fold_scores(finished.table, finished.best),
-                    (finished.run.get("data") or {}).get("folds_sha256"))
+                    data.get("folds_sha256"), data.get("test_train_ratio"))
     try:
         best = yaml.safe_load(path.read_text())
     except FileNotFoundError:
@@ -119,7 +126,8 @@ def read_side(path: Path) -> Side:
 
         side.fold_scores = _fold_scores(pd.read_csv(beside), best)
         try:
-            side.folds_sha256 = (json.loads((path.parent / RUN_FILE).read_text()).get("data") or {}).get("folds_sha256")
+            data = json.loads((path.parent / RUN_FILE).read_text()).get("data") or {}
+            side.folds_sha256, side.test_train_ratio = data.get("folds_sha256"), data.get("test_train_ratio")
         except (OSError, ValueError):
             pass
     return side

@@ -91,24 +91,6 @@ class Search:
                 break  # nothing ran, nothing was queued, nothing runs elsewhere: nothing to do
         self.progress.send()
 
-    def run_baseline(self) -> None:
-        """The --baseline trial, now, in this process, before any worker starts (see
-        hptune.baseline). Optuna pops queued trials in number order: ones queued before it
-        (by an earlier, interrupted run) run or are skipped first, each as usual."""
-        from optuna.trial import TrialState
-
-        from hptune.baseline import waiting
-
-        baseline, study = self.handle.exp.baseline, self.handle.study
-        if baseline is None:
-            return
-        queued = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-        for _ in range(queued):
-            if not waiting(study, baseline.key) or self.rules.timed_out():
-                return
-            optimize_here(study, self.handle.exp, self.setup, self.handle.goal, self.rules, None,
-                          [self.progress.callback], n_trials=1)
-
     def _state(self) -> tuple[int, int]:
         """How many trials the study holds (skipped ones aside) and how many have finished."""
         trials = self.handle.trials()
@@ -237,14 +219,11 @@ def optimize_here(
     threads: int | None,
     callbacks: list[Any],
     stage: Stage | None = None,
-    n_trials: int | None = None,
 ) -> None:
-    """Run trials in this process until a stop rule holds (in ``stage``'s space when given);
-    with ``n_trials``, that many queued or sampled trials whatever the rules say (each is still
-    admitted against the budget: only the baseline's runs past it)."""
+    """Run trials in this process until a stop rule holds (in ``stage``'s space when given)."""
     from hptune.objective import Objective
 
-    if n_trials is None and rules.nothing_to_run(study):
+    if rules.nothing_to_run(study):
         return
     limits: Any = nullcontext()
     if threads is not None:
@@ -266,7 +245,7 @@ def optimize_here(
     with limits, _interrupts_as_keyboard_interrupt():
         study.optimize(
             objective,
-            n_trials=n_trials,
+            n_trials=None,
             timeout=rules.seconds_left(),
             catch=(Exception,),
             callbacks=[stop_when_a_rule_holds, *callbacks],
@@ -364,7 +343,7 @@ class _ProgressReporter:
         self.sink(
             Progress(
                 done=done,
-                total=max(done, self.rules.budget.target(ledger) + len(ledger.baselines)),
+                total=max(done, self.rules.budget.target(ledger)),
                 best_score=state[1],
                 started=started,
                 resumed_from=self.resumed_from,

@@ -20,7 +20,7 @@ from hptune import __version__, baseline, nested, outputs, results
 from hptune import storage as storage_mod
 from hptune.crossval import Setup
 from hptune.fingerprint import digest, fingerprint_parts
-from hptune.folds import folds_sha256
+from hptune.folds import folds_sha256, test_train_ratio
 from hptune.gates import judge
 from hptune.nested import NestedEstimate, NestedProgress
 from hptune.refit import Refit, refit_trial
@@ -205,7 +205,8 @@ def write_outputs(
         metadata["nested"] = estimate.record(summary.cv_score)
         timings = {**timings, "nested": estimate.seconds}
     verdicts = judge(spec.gate, summary.cv_score, test_score)
-    against = None if exp.baseline is None else baseline.compare(exp.baseline, trials, best, summary.best_params, goal.metric)
+    against = None if exp.baseline is None else baseline.compare(
+        exp.baseline, trials, best, summary.best_params, goal.metric, test_train_ratio(setup.ctx.folds))
     if against is not None:
         metadata["baseline"] = against.record()
         verdicts += [v for v in [against.verdict()] if v is not None]
@@ -340,6 +341,7 @@ def _metadata(
             # Which rows each fold trains and scores on: two runs with the same value scored
             # their trials on the very same folds, so `compare` pairs their fold scores.
             "folds_sha256": folds_sha256(setup.ctx.X.index, setup.ctx.folds),
+            "test_train_ratio": test_train_ratio(setup.ctx.folds),  # compare's standard error uses it
         },
         "study": {
             "name": spec.name,

@@ -224,3 +224,12 @@ def folds_sha256(train_rows: Any, folds: Any) -> str:
     for train, test in folds:
         digest.update(np.asarray(train, dtype=np.int64).tobytes() + b"|" + np.asarray(test, dtype=np.int64).tobytes())
     return digest.hexdigest()
+
+
+def test_train_ratio(folds: Any) -> float:
+    """The folds' mean test rows over train rows: the n_test/n_train of Nadeau and Bengio's
+    corrected variance (``compare.corrected_variance``). 1/(k-1) for plain k-fold; for repeated
+    k-fold still 1/(k-1), where counting the k*r scores as k*r folds would give about 1/(k*r);
+    for shuffle splits test_size/(1-test_size); measured, so groups and time series are right too."""
+    ratios = [len(test) / len(train) for train, test in folds if len(train)]
+    return sum(ratios) / len(ratios) if ratios else 0.0

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from hptune import baseline
 from hptune import storage as storage_mod
 from hptune.processes import is_alive
 from hptune.study import StudyHandle, grid_claim_name
@@ -58,8 +57,6 @@ def tidy(handle: StudyHandle, retry_failed: bool) -> Tidied:
         log.info("failed %d trial(s) left running by dead processes; queued them again", requeued)
     if retry_failed:
         retry_failures(handle)
-    if handle.exp.baseline is not None and baseline.queue(handle.study, handle.exp.spec.search_space, handle.exp.baseline):
-        log.info("queued the baseline %s to run first", handle.exp.baseline.point.source)
     if handle.exp.grid is not None:
         enqueue_grid(handle)
     if handle.exp.start_points:

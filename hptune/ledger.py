@@ -80,9 +80,6 @@ class Ledger:
         # numbers sorted, so "how many pieces of work are ahead of trial n" is a bisection.
         self._first_finished: dict[str, int] = {}
         self._first_sorted: list[int] = []
-        #: Baseline trials (hptune.baseline) queued, running or run: outside the budget, so
-        #: progress counts them on top of it.
-        self.baselines: set[int] = set()
 
     def update(self, trials: list[Any]) -> Ledger:
         """Fold in what changed since the last update; ``trials`` is the study's full list, in
@@ -96,13 +93,13 @@ class Ledger:
         else:
             raise ValueError("a ledger is kept up to date from a study's full list of trials")
         for trial in looks:
+            if ATTR_BASELINE in trial.user_attrs:
+                continue  # outside the search: no budget, no stop rule, no failure limit (hptune.baseline)
             number = trial.number
             if number not in self.open:  # a new trial: its attributes were set when it was created
                 attrs = trial.user_attrs
-                if attrs.get(ATTR_RETRY_REASON) == "failed" and ATTR_BASELINE not in attrs:  # a baseline costs none
+                if attrs.get(ATTR_RETRY_REASON) == "failed":
                     self.retried_failures.add(attrs.get(ATTR_RETRY_OF))
-            if ATTR_BASELINE in trial.user_attrs:
-                (self.baselines.add if holds_budget(trial) else self.baselines.discard)(number)
             if trial.state.is_finished():
                 self.open.pop(number, None)
                 self._finish(trial, by_number)

@@ -99,16 +99,25 @@ def is_trusted(name: str) -> bool:
         return True
     top = name.split(".", 1)[0]
     if top in TRUSTED_PACKAGES:
-        return isinstance(_resolve(name), type)
+        return _defined_as(name) is not None
     if top == "numpy":
         import numpy as np
 
-        found = _resolve(name)
-        return isinstance(found, type) and issubclass(found, (np.dtype, np.generic))
+        found = _defined_as(name)
+        return found is not None and issubclass(found, (np.dtype, np.generic))
     if top == "scipy":
-        found = _resolve(name)
-        return isinstance(found, type) and name.startswith("scipy.sparse.") and _is_sparse(found)
+        found = _defined_as(name)
+        return found is not None and name.startswith("scipy.sparse.") and _is_sparse(found)
     return name in _alias_classes(top)
+
+
+def _defined_as(name: str) -> type | None:
+    """The class ``name`` names, when it is defined under that very name: a class a trusted
+    package merely imports (``sklearn.datasets._lfw.Memory`` is joblib's) is not that package's."""
+    found = _resolve(name)
+    if not isinstance(found, type) or f"{found.__module__}.{found.__qualname__}" != name:
+        return None
+    return found
 
 
 def _resolve(name: str) -> Any:
@@ -116,7 +125,9 @@ def _resolve(name: str) -> Any:
     importable module prefix, then attributes. Only called for trusted packages' names, and
     never for a dunder segment: importing ``hptune.__main__`` (or numpy.f2py's) runs a CLI."""
     parts = name.split(".")
-    if any(part.startswith("__") for part in parts):
+    # No dunder module (importing ``hptune.__main__`` runs the CLI), and no test helpers
+    # (``sklearn.conftest`` imports pytest): a model never needs them.
+    if any(part.startswith("__") or part in ("conftest", "tests") for part in parts):
         return None
     for cut in range(len(parts) - 1, 0, -1):
         try:

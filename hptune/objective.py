@@ -15,7 +15,6 @@ from hptune.ranking import Goal
 from hptune.space import Space, suggest
 from hptune.stopping import Admission, StopRules
 from hptune.trials import (
-    ATTR_BASELINE,
     ATTR_CV,
     ATTR_ERROR,
     ATTR_INTERRUPTED,
@@ -99,9 +98,7 @@ class Objective:
             warnings.simplefilter("always")
             try:
                 params = suggest(trial, self.space, grid=self.grid)
-                # The baseline's trial is the yardstick (hptune.baseline): never pruned.
-                ask = report_and_ask if self.report_folds and ATTR_BASELINE not in trial.user_attrs else None
-                result = cross_validate_folds(self.ctx, params, ask)
+                result = cross_validate_folds(self.ctx, params, report_and_ask if self.report_folds else None)
                 pruned = len(result.fit_time) < folds
                 if not pruned:
                     scores = {metric: result.mean_test(metric) for metric in self.ctx.metrics}

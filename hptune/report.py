@@ -168,11 +168,13 @@ def _header(run: FinishedRun, metric: str | None, objectives: list[str]) -> str:
     budget = record.get("budget") or {}
     used = sum(counts.get(k, 0) for k in ("complete", "fail", "pruned"))
     states = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
-    against = record.get("baseline")
-    extra = 1 if against and against.get("trial") is not None and against.get("state") != "running" else 0
-    used -= extra  # the --baseline's trial costs none of the budget (hptune.baseline)
+    against, table = record.get("baseline"), run.table
+    # --baseline trials (this run's, and any earlier one's) cost none of the budget (hptune.baseline).
+    extra = int(table.loc[table["state"].isin(["COMPLETE", "FAIL", "PRUNED"]), "baseline"].sum()) \
+        if "baseline" in table.columns else 0
+    used -= extra
     budget_text = f"{used} of {budget['n_trials']} trials" if budget.get("n_trials") else f"{used} trials"
-    budget_text += " and the baseline's" if extra else ""
+    budget_text += {0: "", 1: " and the baseline's"}.get(extra, f" and {extra} baseline trials")
     rows = [
         ("experiment", experiment.get("name")),
         ("status", status),

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from hptune import finish, housekeeping, nested, refine, tracking
+from hptune import baseline, finish, housekeeping, nested, refine, tracking
 from hptune import storage as storage_mod
 from hptune.crossval import prepare
 from hptune.errors import RunFailedError, RunInterruptedError, UsageError
@@ -77,7 +77,7 @@ def run_experiment(
     search_clock = time.perf_counter()
     interrupted = False
     try:
-        search.run_baseline()
+        baseline.run(handle, setup, options.retry_failed)  # first, outside the budget
         if not refine.started(handle.study):
             search.run()
         if refining:

@@ -15,7 +15,7 @@ from typing import Any
 
 from hptune.ledger import Ledger
 from hptune.ranking import Goal
-from hptune.trials import ATTR_BASELINE, ATTR_GRID_POINT, ATTR_RETRY_OF, STUDY_EXTRA_BUDGET
+from hptune.trials import ATTR_GRID_POINT, ATTR_RETRY_OF, STUDY_EXTRA_BUDGET
 
 #: Failure-rate limits are checked only once this many trials have finished.
 MIN_TRIALS_FOR_FAILURE_RATE = 5
@@ -75,10 +75,7 @@ class Budget:
     extra_0_1_0: int = 0
 
     def is_work(self, attrs: dict[str, Any]) -> bool:
-        """Whether a trial with these attributes is work the budget pays for (not the
-        baseline's: hptune.baseline)."""
-        if ATTR_BASELINE in attrs:
-            return False
+        """Whether a trial with these attributes is work the budget pays for."""
         return not self.grid or ATTR_GRID_POINT in attrs or ATTR_RETRY_OF in attrs
 
     def target(self, ledger: Ledger) -> int:
@@ -92,10 +89,6 @@ class Budget:
     def admit(self, trial: Any, ledger: Ledger) -> Admission:
         """Whether ``trial`` (an Optuna Trial that has just started) may run; ``ledger`` is
         up to date with the study, this trial included."""
-        if ATTR_BASELINE in trial.user_attrs:  # outside the budget; once per study
-            from hptune.baseline import runs_elsewhere
-
-            return Admission.DUPLICATE if runs_elsewhere(trial) else Admission.RUN
         if not self.is_work(trial.user_attrs):
             return Admission.SPENT  # the grid queue is empty: a sampled point would be a duplicate
         key = ledger.open[trial.number].key

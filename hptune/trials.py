@@ -148,15 +148,16 @@ def requeue(study: Any, trial: Any, reason: str) -> None:
     ones it was queued with (a grid point's) are taken from the queue entry, so a re-queued
     grid point is the whole point, never a part of it with the rest sampled at random.
     """
+    if ATTR_BASELINE in trial.user_attrs:
+        return  # never queued: the next `run --baseline` runs it (hptune.baseline)
     attrs = {ATTR_RETRY_OF: trial.number, ATTR_RETRY_REASON: reason}
     if reason != "failed":  # the same work again; a retry of a failure is new work
         by_number = None
         if ATTR_RETRY_OF in trial.user_attrs and ATTR_WORK not in trial.user_attrs:
             by_number = {t.number: t for t in study.get_trials(deepcopy=False)}  # a 0.1.0 re-run
         attrs[ATTR_WORK] = work_key(trial, by_number)
-    for kept in (ATTR_GRID_POINT, ATTR_BASELINE):  # what the trial is, beside the work it does
-        if kept in trial.user_attrs:
-            attrs[kept] = trial.user_attrs[kept]
+    if ATTR_GRID_POINT in trial.user_attrs:
+        attrs[ATTR_GRID_POINT] = trial.user_attrs[ATTR_GRID_POINT]
     params = {**trial.system_attrs.get(OPTUNA_FIXED_PARAMS, {}), **trial.params}
     study.enqueue_trial(params, user_attrs=attrs)
 

@@ -273,7 +273,7 @@ class _Checker(SearchChecks):
     def check_params(self, estimator: tuple[str, type], model: Any, search_space: Any, seed: int) -> dict[str, Any]:
         dotted, cls = estimator
         try:
-            accepted = default_params(cls)
+            accepted = self.estimator_defaults = default_params(cls)
         except EstimatorLookupError as exc:
             self.add(("model", "estimator"), str(exc))
             return {}

@@ -24,6 +24,7 @@ class SearchChecks:
     base_dir: Any
     loaded: Any
     baseline: Any = None  # hptune.baseline.Baseline, from --baseline
+    estimator_defaults: dict[str, Any] | None = None  # the estimator's get_params(), once checked
 
     def check_search(
         self, sec: dict[str, Any], metric: str | None, search_space: Any, fixed: dict[str, Any], overrides: Any
@@ -42,7 +43,7 @@ class SearchChecks:
                 sec["strategy"] = sec["strategy"].model_copy(update={"kind": kind})
             grid = self.check_strategy(sec["strategy"], search_space)
             points = self.check_start_from(sec["strategy"], overrides.start_from, search_space, fixed)
-            self.check_baseline(overrides, search_space, fixed)
+            self.check_baseline(overrides, search_space, fixed, grid is not None)
             if grid is not None and sec.get("refine") is not None:
                 self.add(("refine",), "a grid runs every point already: refine is for the other kinds")
             if grid is not None and "nested_trials" in getattr(sec.get("evaluation"), "model_fields_set", ()):
@@ -132,8 +133,9 @@ class SearchChecks:
         self.warnings += [SpecWarning(w.file, w.line, w.column, w.path, w.message) for w in warnings]
         return points
 
-    def check_baseline(self, overrides: Any, space: dict[str, Any], fixed: dict[str, Any]) -> None:
-        """--baseline: a best.yaml today's space takes, like a warm start (any kind, grid too)."""
+    def check_baseline(self, overrides: Any, space: dict[str, Any], fixed: dict[str, Any], grid: bool) -> None:
+        """--baseline: a best.yaml today's space takes, like a warm start (any kind; in a grid,
+        on the grid), with every tuned parameter set (the model's default where it is not)."""
         if overrides.baseline is None:
             return
         from pathlib import Path
@@ -142,7 +144,8 @@ class SearchChecks:
 
         errors: list[Any] = []
         warnings: list[Any] = []
-        point = load_point(overrides.baseline, Path(overrides.baseline), space, fixed, self.loaded, errors, warnings)
+        point = load_point(overrides.baseline, Path(overrides.baseline), space, fixed, self.loaded, errors, warnings,
+                           defaults=self.estimator_defaults, grid=grid)
         self.issues += errors
         self.warnings += [SpecWarning(w.file, w.line, w.column, w.path, w.message) for w in warnings]
         if point is not None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hptune.errors import SpecError, SpecIssue
-from hptune.space import Space, dependency_order, encode_params, is_active
+from hptune.space import Space, dependency_order, encode_params, grid_values, is_active
 from hptune.spec import CategoricalParam, FloatParam
 from hptune.yamlio import LoadedYaml, load_yaml
 
@@ -68,10 +68,16 @@ def load_start_points(
 
 def load_point(
     name: str, path: Path, space: Space, fixed: dict[str, Any], space_where: LoadedYaml,
-    errors: list[SpecIssue], warnings: list[SpecIssue],
+    errors: list[SpecIssue], warnings: list[SpecIssue], defaults: dict[str, Any] | None = None, grid: bool = False,
 ) -> StartPoint | None:
     """One best.yaml at ``path`` as today's space takes it (None when it cannot be taken: the
-    reasons are added to ``errors``, each at its line in that file)."""
+    reasons are added to ``errors``, each at its line in that file).
+
+    A parameter of today's space the file does not set is left to the sampler (a warm start
+    is a hint); with ``defaults`` (the estimator's, for a --baseline, which must run as the
+    config ran) it takes the model's default, or is an error when today's space cannot hold it.
+    With ``grid``, each value must be one of the grid's: a grid study's parameters are
+    categorical over those values, and Optuna stores no other value in them."""
     try:
         loaded = load_yaml(path, display_name=name)
     except SpecError as exc:
@@ -86,7 +92,7 @@ def load_point(
     for key, value in params.items():
         where = ("params", key)
         if key in space:
-            problem = _outside(space[key], value)
+            problem = _outside(space[key], value, grid)
             if problem is None:
                 chosen[key] = value
             else:
@@ -104,8 +110,23 @@ def load_point(
         return None
     active: dict[str, Any] = {}
     for key in dependency_order(space):  # a parameter whose condition does not hold is dropped
-        if key in chosen and is_active(space[key], active):
+        if not is_active(space[key], active):
+            continue
+        if key in chosen:
             active[key] = chosen[key]
+        elif defaults is not None:
+            default = defaults.get(key)
+            problem = _outside(space[key], default, grid)
+            if problem is None:
+                active[key] = default
+                warnings.append(loaded.issue(("params",), f"does not set {key!r}, which today's space tunes: it runs "
+                                                          f"with the model's default {default!r}, as the config did"))
+            else:
+                errors.append(loaded.issue(("params",), f"does not set {key!r}, which today's {_at(space_where, key)} "
+                                                        f"tunes, and the model's default cannot run there ({problem}): "
+                                                        f"add {key} to {name}"))
+    if len(errors) > before:
+        return None
     return StartPoint(name, {key: active[key] for key in space if key in active})
 
 
@@ -114,8 +135,11 @@ def _at(space_where: LoadedYaml, name: str) -> str:
     return f"search_space.{name} ({space_where.file}:{line}:{column})"
 
 
-def _outside(param: Any, value: Any) -> str | None:
-    """Why ``value`` is not a value today's ``param`` can take, or None."""
+def _outside(param: Any, value: Any, grid: bool = False) -> str | None:
+    """Why ``value`` is not a value today's ``param`` can take (in a grid: one of its points'), or None."""
+    if grid and not isinstance(param, CategoricalParam):
+        values = grid_values(param)
+        return None if value in values else f"{value!r} is not one of the grid's values {values!r}"
     if isinstance(param, CategoricalParam):
         return None if value in param.choices else f"{value!r} is not one of the choices {param.choices!r}"
     is_number = isinstance(value, (int, float)) and not isinstance(value, bool)

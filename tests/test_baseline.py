@@ -15,7 +15,6 @@ import yaml
 
 from hptune import baseline as baseline_mod
 from hptune.trials import ATTR_BASELINE, ATTR_INTERRUPTED, requeue
-from hptune.warmstart import StartPoint
 from tests.conftest import run_cli
 
 SPEC = """
@@ -193,21 +192,116 @@ def test_finalize_reports_the_baseline_it_finds_in_the_study(write_spec, tmp_pat
     assert result.exit_code == 3 and "the baseline did not run (not run)" in result.stderr
 
 
-def test_a_baseline_cut_short_is_queued_again_as_the_baseline(tmp_path: Path) -> None:
-    """Ctrl-C or a dead worker re-queues a trial's parameters (trials.requeue): the copy is
-    still the baseline's, so the next run finds it instead of queuing a second one."""
-    from hptune.spec import FloatParam
-
-    space = {"C": FloatParam(type="float", low=0.001, high=100, log=True)}
+def test_a_baseline_cut_short_is_never_queued_for_a_worker_to_pop() -> None:
+    """Ctrl-C or a dead worker re-queues a trial's parameters (trials.requeue), but not the
+    baseline's: queued, any process could pop it, and whatever waits ahead of it would run
+    first. It no longer counts, so the next `run --baseline` runs it."""
     study = optuna.create_study(direction="maximize")
-    base = baseline_mod.Baseline(StartPoint("weak.yaml", {"C": 0.001}))
-    assert baseline_mod.queue(study, space, base) is True
-    assert baseline_mod.queue(study, space, base) is False  # queued once
     trial = study.ask()
-    assert trial.user_attrs[ATTR_BASELINE] == base.key and trial.suggest_float("C", 0.001, 100, log=True) == 0.001
+    trial.set_user_attr(ATTR_BASELINE, "baseline:0")
     trial.set_user_attr(ATTR_INTERRUPTED, True)
-    requeue(study, study.get_trials(deepcopy=False)[0], "interrupted")
     study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    assert baseline_mod.queue(study, space, base) is False
-    assert baseline_mod.waiting(study, base.key)
-    assert [t.user_attrs.get(ATTR_BASELINE) for t in study.get_trials()] == [base.key, base.key]
+    requeue(study, study.get_trials(deepcopy=False)[0], "interrupted")
+    assert len(study.get_trials()) == 1
+    assert baseline_mod.trials_of(study.get_trials(), "baseline:0") == []
+
+
+KNN = """
+name: knn
+seed: 0
+data: {{dataset: iris, test_size: 0.2}}
+model: {{estimator: knn}}
+search_space:
+  n_neighbors: {{type: int, low: 1, high: {high}}}
+{extra_space}
+metric: accuracy
+cv: {cv}
+strategy: {strategy}
+{extra}
+"""
+
+
+def _knn(write_spec, strategy: str = "{kind: random, n_trials: 4}", extra: str = "", extra_space: str = "",
+         cv: str = "{kind: stratified, folds: 5}", high: int = 30) -> Path:
+    return write_spec(KNN.format(strategy=strategy, extra=extra, extra_space=extra_space, cv=cv, high=high))
+
+
+def test_the_stop_rules_and_failure_limits_do_not_see_the_baseline(write_spec, tmp_path: Path) -> None:
+    # A committed config that fails today (96 training rows per fold, 100 neighbours) is not
+    # one of the search's failures: max_failures 0 does not stop the search.
+    failing = _best_yaml(tmp_path, "failing.yaml", n_neighbors=100)
+    # The grid's first four points (1 to 4 neighbours) all work.
+    strict = _knn(write_spec, strategy="{kind: grid, n_trials: 4, max_failures: 0}", high=100)
+    result = run_cli("run", strict, "--out", tmp_path / "a", "--baseline", failing, "--require-improvement")
+    assert result.exit_code == 0, result
+    table = pd.read_csv(tmp_path / "a" / "trials.csv")
+    assert (table["state"] == "COMPLETE").sum() == 4 and table.loc[table["baseline"], "state"].tolist() == ["FAIL"]
+    # A committed config that reaches stop.target does not end the search before it starts.
+    good = _best_yaml(tmp_path, "good.yaml", n_neighbors=7)
+    spec = _knn(write_spec, strategy="{kind: random, n_trials: 6}", extra="stop: {target: 0.9}")
+    result = run_cli("run", spec, "--out", tmp_path / "b", "--baseline", good)
+    assert result.exit_code == 0, result
+    record = json.loads((tmp_path / "b" / "run.json").read_text())
+    baseline_trial = record["baseline"]["trial"]
+    assert record["baseline"]["cv_score"] >= 0.9 and record["stop_reason"] == "target"
+    assert f"trial {baseline_trial}'s" not in record["stop_detail"]  # a search trial reached it
+    assert len(pd.read_csv(tmp_path / "b" / "trials.csv")) >= 2
+
+
+def test_a_resumed_grid_runs_only_the_baseline_not_the_points_waiting_in_the_queue(write_spec, tmp_path: Path) -> None:
+    spec = _knn(write_spec, strategy="{kind: grid}", extra="stop: {target: 0.9}")
+    out = tmp_path / "out"
+    assert run_cli("run", spec, "--out", out).exit_code == 0
+    before = len(pd.read_csv(out / "trials.csv"))
+    assert before < 30  # the target stopped the grid with points still queued
+    result = run_cli("run", spec, "--out", out, "--baseline", _best_yaml(tmp_path, "good.yaml", n_neighbors=7))
+    assert result.exit_code == 0, result
+    table = pd.read_csv(out / "trials.csv")
+    assert len(table) == before + 1 and table["baseline"].sum() == 1
+
+
+def test_a_parameter_the_baseline_does_not_set_runs_with_the_models_default(write_spec, tmp_path: Path) -> None:
+    spec = _knn(write_spec, extra_space="  weights: [uniform, distance]\n  p: [1, 2]")
+    partial = _best_yaml(tmp_path, "partial.yaml", n_neighbors=7)  # committed before weights and p were tuned
+    out = tmp_path / "out"
+    result = run_cli("run", spec, "--out", out, "--baseline", partial)
+    assert result.exit_code == 0, result
+    assert f"{partial}:1:1:" in result.stderr and "does not set 'weights', which today's space tunes: it runs with " \
+           "the model's default 'uniform', as the config did" in result.stderr
+    table = pd.read_csv(out / "trials.csv")
+    row = table[table["baseline"]].iloc[0]
+    assert (row["param_n_neighbors"], row["param_weights"], row["param_p"]) == (7, "uniform", 2)
+    assert json.loads((out / "run.json").read_text())["baseline"]["params"] == {"n_neighbors": 7, "weights": "uniform", "p": 2}
+    # A default today's space cannot hold is an error at the file's `params:` line.
+    narrow = _knn(write_spec, extra_space="  p: [1, 3]")
+    refused = run_cli("run", narrow, "--out", tmp_path / "refused", "--baseline", partial)
+    assert refused.exit_code == 2 and f"{partial}:1:1: params: does not set 'p'" in refused.stderr
+    assert "2 is not one of the choices [1, 3]" in refused.stderr
+
+
+def test_retry_failed_runs_a_failed_baseline_again(write_spec, tmp_path: Path) -> None:
+    spec, out = _knn(write_spec, strategy="{kind: grid, n_trials: 4}", high=100), tmp_path / "out"
+    failing = _best_yaml(tmp_path, "failing.yaml", n_neighbors=100)
+    assert run_cli("run", spec, "--out", out, "--baseline", failing).exit_code == 0
+    assert run_cli("run", spec, "--out", out, "--baseline", failing).exit_code == 0  # found: not run again
+    assert pd.read_csv(out / "trials.csv")["baseline"].sum() == 1
+    assert run_cli("run", spec, "--out", out, "--baseline", failing, "--retry-failed").exit_code == 0
+    table = pd.read_csv(out / "trials.csv")
+    assert table.loc[table["baseline"], "state"].tolist() == ["FAIL", "FAIL"]  # ran again, failed again
+
+
+def test_with_repeated_folds_the_standard_error_uses_the_folds_test_train_ratio(write_spec, tmp_path: Path) -> None:
+    spec = _knn(write_spec, cv="{kind: stratified, folds: 5, repeats: 3}")
+    out = tmp_path / "out"
+    result = run_cli("run", spec, "--out", out, "--baseline", _best_yaml(tmp_path, "wide.yaml", n_neighbors=30))
+    assert result.exit_code == 0, result
+    record = json.loads((out / "run.json").read_text())
+    assert record["data"]["test_train_ratio"] == pytest.approx(1 / 4)  # 24 test rows to 96 train rows
+    table, base = pd.read_csv(out / "trials.csv"), record["baseline"]
+    scores = {n: [float(table.loc[table["number"] == n, f"split{k}_test_accuracy"].item()) for k in range(15)]
+              for n in (base["trial"], base["best_trial"])}
+    d = [b - a for a, b in zip(scores[base["trial"]], scores[base["best_trial"]], strict=True)]
+    mean = sum(d) / 15
+    # 15 scores of 5 folds repeated 3 times: 1/15 + 1/4, not 1/15 + 1/14 (15 "folds").
+    expected = math.sqrt(sum((x - mean) ** 2 for x in d) / 14 * (1 / 15 + 1 / 4))
+    assert base["standard_error"] == pytest.approx(expected)

@@ -143,6 +143,10 @@ def test_a_model_skops_cannot_save_is_one_line_and_joblib_then_resumes(
         ("xgboost.core.DMatrix", False),
         ("tests.skops_estimators.RenamedLogistic", False),
         ("hptune.__main__.main", False),  # importing it would run the CLI
+        ("sklearn.datasets._lfw.Memory", False),  # joblib's, imported there: not scikit-learn's
+        ("sklearn.utils.parallel.ThreadpoolController", False),
+        ("hptune.results.Path", False),
+        ("sklearn.conftest.X", False),  # never imported: it would import pytest's fixtures
         ("numpy.f2py.__main__.main", False),
     ],
 )

@@ -105,8 +105,8 @@ def test_a_grid_run_by_three_workers_visits_each_point_once(postgres_url, write_
 
 @pytest.mark.slow
 def test_a_baseline_beside_workers_on_a_database_runs_once_outside_the_budget(postgres_url, write_spec, tmp_path) -> None:
-    """The run that writes the outputs queues the baseline; workers started with it may pop it
-    first. Either way it runs once, costs none of the nine trials, and the run reports it."""
+    """The run that writes the outputs runs the baseline itself (never queued, so no worker
+    started beside it takes it): once, costing none of the nine trials, reported by the run."""
     spec = write_spec(RANDOM.replace("shared-random", "shared-baseline"))
     committed = tmp_path / "committed.yaml"
     committed.write_text("params: {max_depth: 1, min_samples_leaf: 20}\n")

@@ -204,8 +204,8 @@ def _header(run: FinishedRun, metric: str | None, objectives: list[str]) -> str:
         ]
     if against:
         measured = ("" if against.get("improvement") is None else
-                    f": cv {_number(against['cv_score'])}, the best improves on it by {against['improvement']:+.4g} "
-                    f"± {_number(against.get('standard_error'))} (one standard error)")
+                    f": cv {against['cv_score']:.4f}, the best improves on it by {against['improvement']:+.4f} "
+                    f"± {against.get('standard_error') or 0:.4f} (one standard error)")
         rows.append(("baseline", f"{against['file']} (trial {against.get('trial')}, {against.get('state')}){measured}"))
     for verdict in (Verdict(**v) for v in record.get("gates") or []):
         rows.append((f"gate {verdict.title}", f"{'passed' if verdict.passed else 'MISSED'} ({verdict.describe(metric or '')})"))

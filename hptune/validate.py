@@ -17,7 +17,6 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from hptune import space as space_mod
 from hptune.baseline import Baseline
 from hptune.data import BUNDLED_TASKS, DataFieldError, Dataset, Split, infer_task, load_dataset
 from hptune.datacheck import suspicious_columns, text_without_preprocessing
@@ -33,7 +32,7 @@ from hptune.folds import Folds, check_folds
 from hptune.metrics import DEFAULT_METRIC, check_metric, check_metric_labels, check_positive_class
 from hptune.overrides import Overrides, apply_overrides
 from hptune.shape_errors import raw_path, translate
-from hptune.spec import DEFAULT_N_TRIALS, CategoricalParam, Experiment
+from hptune.spec import DEFAULT_N_TRIALS, Experiment
 from hptune.validate_search import SearchChecks
 from hptune.warmstart import StartPoint
 from hptune.yamlio import LoadedYaml, Path_, dotted, load_yaml
@@ -307,36 +306,6 @@ class _Checker(SearchChecks):
             fixed["random_state"] = seed
         return fixed
 
-    def check_conditions(self, search_space: dict[str, Any]) -> None:
-        for name, param in search_space.items():
-            for parent, allowed in (param.when or {}).items():
-                where = ("search_space", name, "when", parent)
-                if parent in self.pruned_params:
-                    continue
-                if parent not in search_space:
-                    close = get_close_matches(parent, list(search_space), n=1)
-                    hint = f"; did you mean {close[0]!r}?" if close else ""
-                    self.add(where, f"condition on {parent!r}, which is not in the search space{hint}")
-                    continue
-                parent_param = search_space[parent]
-                if parent == name:
-                    self.add(where, "a parameter cannot be conditional on itself")
-                    continue
-                possible = _possible_values(parent_param)
-                if possible is not None:
-                    bad = [v for v in allowed if v not in possible]
-                    if bad:
-                        self.add(
-                            where,
-                            f"{parent!r} never takes {', '.join(map(repr, bad))}; "
-                            f"its values are {', '.join(map(repr, possible))}",
-                        )
-        try:
-            space_mod.dependency_order(search_space)
-        except ValueError as exc:
-            first = str(exc).split(" -> ")[0]
-            self.add(("search_space", first, "when"), f"`when:` conditions form a cycle: {exc}")
-
     def check_metrics(self, metric: str | None, extra: list[str] | None, task: str | None,
                       objectives: list[str] | None = None) -> str | None:
         if metric is not None:
@@ -392,10 +361,3 @@ class _Checker(SearchChecks):
             n_groups = data.groups.nunique()
             if n_groups < cv.folds:
                 self.add(("cv", "folds"), f"{cv.folds} folds need at least {cv.folds} groups, found {n_groups}")
-
-
-def _possible_values(param: Any) -> list[Any] | None:
-    if isinstance(param, CategoricalParam):
-        return list(param.choices)
-    return None
-

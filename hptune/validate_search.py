@@ -1,5 +1,6 @@
 """The checks of how the search runs and what it keeps: the strategy (and what ``auto``
-chooses), the grid, warm starts, stop rules, refine and constraints. A mixin of
+chooses), the space's ``when:`` conditions, the grid, warm starts and the baseline, stop rules,
+refine and constraints. A mixin of
 ``hptune.validate``'s checker, which supplies ``add``, ``warn``, ``issues`` and ``warnings``.
 """
 
@@ -12,7 +13,7 @@ from hptune import space as space_mod
 from hptune.errors import SpecWarning
 from hptune.metrics import check_metric, check_metric_labels
 from hptune.ranking import KNEE, MEASURES
-from hptune.spec import DEFAULT_N_TRIALS
+from hptune.spec import DEFAULT_N_TRIALS, CategoricalParam
 from hptune.warmstart import load_point, load_start_points
 
 
@@ -24,6 +25,7 @@ class SearchChecks:
     base_dir: Any
     loaded: Any
     baseline: Any = None  # hptune.baseline.Baseline, from --baseline
+    pruned_params: Any  # parameters whose own problems were reported already
     estimator_defaults: dict[str, Any] | None = None  # the estimator's get_params(), once checked
 
     def check_search(
@@ -132,6 +134,37 @@ class SearchChecks:
         self.issues += errors
         self.warnings += [SpecWarning(w.file, w.line, w.column, w.path, w.message) for w in warnings]
         return points
+
+    def check_conditions(self, search_space: dict[str, Any]) -> None:
+        """``when:`` names a parameter of the space, values it can take, and no cycle."""
+        for name, param in search_space.items():
+            for parent, allowed in (param.when or {}).items():
+                where = ("search_space", name, "when", parent)
+                if parent in self.pruned_params:
+                    continue
+                if parent not in search_space:
+                    close = get_close_matches(parent, list(search_space), n=1)
+                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    self.add(where, f"condition on {parent!r}, which is not in the search space{hint}")
+                    continue
+                parent_param = search_space[parent]
+                if parent == name:
+                    self.add(where, "a parameter cannot be conditional on itself")
+                    continue
+                possible = list(parent_param.choices) if isinstance(parent_param, CategoricalParam) else None
+                if possible is not None:
+                    bad = [v for v in allowed if v not in possible]
+                    if bad:
+                        self.add(
+                            where,
+                            f"{parent!r} never takes {', '.join(map(repr, bad))}; "
+                            f"its values are {', '.join(map(repr, possible))}",
+                        )
+        try:
+            space_mod.dependency_order(search_space)
+        except ValueError as exc:
+            first = str(exc).split(" -> ")[0]
+            self.add(("search_space", first, "when"), f"`when:` conditions form a cycle: {exc}")
 
     def check_baseline(self, overrides: Any, space: dict[str, Any], fixed: dict[str, Any], grid: bool) -> None:
         """--baseline: a best.yaml today's space takes, like a warm start (any kind; in a grid,
